@@ -1,0 +1,38 @@
+//! Which shared libraries this process actually loaded, asked of the dynamic loader.
+
+use std::{ffi::CStr, path::PathBuf};
+
+/// The file the loader resolved `symbol` to, with symlinks followed.
+fn library_defining(symbol: &CStr) -> Option<PathBuf> {
+    unsafe {
+        let address = libc::dlsym(libc::RTLD_DEFAULT, symbol.as_ptr());
+        if address.is_null() {
+            return None;
+        }
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        if libc::dladdr(address, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        let path = PathBuf::from(CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned());
+        Some(path.canonicalize().unwrap_or(path))
+    }
+}
+
+/// Where libmlx was loaded from (the library defining `mlx_version`'s C++ core is libmlx, the
+/// bridge itself is linked statically, so ask for a symbol only libmlx exports).
+pub fn loaded_library_path() -> Option<PathBuf> {
+    // mlx::core::default_device(), exported by every build of libmlx.
+    library_defining(c"_ZN3mlx4core14default_deviceEv")
+}
+
+/// The BLAS serving MLX's f32 GEMM, named from the library that defines `cblas_sgemm`.
+pub fn blas_in_use() -> String {
+    if cfg!(target_os = "macos") {
+        return "Accelerate (macOS)".into();
+    }
+    match library_defining(c"cblas_sgemm") {
+        Some(path) if path.to_string_lossy().contains("openblas") => format!("OpenBLAS ({})", path.display()),
+        Some(path) => format!("reference BLAS, slow ({})", path.display()),
+        None => "none found".into(),
+    }
+}
