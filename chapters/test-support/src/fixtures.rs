@@ -1,0 +1,18 @@
+//! Reference tensors committed under `models/fixtures/`, produced by an independent
+//! implementation (see models/fixtures/README.md).
+
+use mlx_rs::Array;
+use std::{collections::HashMap, path::PathBuf};
+
+/// `models/fixtures/<relative>` in this repository.
+pub fn fixture_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures").join(relative)
+}
+
+/// Every tensor of the safetensors file `models/fixtures/<relative>`, by name.
+pub fn load_fixture(relative: &str) -> HashMap<String, Array> {
+    let path = fixture_path(relative);
+    Array::load_safetensors(&path).unwrap_or_else(|error| {
+        panic!("cannot load the reference tensors {}: {error} (they are committed; restore them with `git checkout models/fixtures`)", path.display())
+    })
+}

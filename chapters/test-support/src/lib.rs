@@ -1,0 +1,23 @@
+//! Helpers for the chapter tests: compare arrays with a tolerance and say exactly where they
+//! differ, make seeded random inputs, and load the reference tensors in `models/fixtures/`.
+
+mod compare;
+mod fixtures;
+
+pub use compare::{assert_allclose, Tolerance};
+pub use fixtures::{fixture_path, load_fixture};
+
+use mlx_rs::{random, Array, Dtype};
+
+/// A standard-normal array of `shape`, the same for the same `seed`, cast to `dtype`.
+pub fn random_array(shape: &[i32], dtype: Dtype, seed: u64) -> Array {
+    let key = random::key(seed).expect("MLX makes a random key");
+    random::normal::<f32>(shape, None, None, &key)
+        .and_then(|values| values.as_dtype(dtype))
+        .expect("MLX makes a random array")
+}
+
+/// Unwraps what a learner's function returned, turning an `Err` into a readable test failure.
+pub fn expect_ok<T>(result: mlx_rs::error::Result<T>, what: &str) -> T {
+    result.unwrap_or_else(|error| panic!("{what} returned an error: {error}"))
+}
