@@ -8,7 +8,10 @@ use std::{
 
 /// The workspace root (the parent of xtask/).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
 }
 
 /// A `cargo` command started in the workspace root.
@@ -20,7 +23,9 @@ pub fn command() -> Command {
 
 /// Runs `command`, streaming its output, and fails with `what` if it fails.
 pub fn run(mut command: Command, what: &str) -> Result<()> {
-    let status = command.status().with_context(|| format!("could not start cargo to {what}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("could not start cargo to {what}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }

@@ -5,7 +5,14 @@ use anyhow::Result;
 
 pub fn run(bench: bool) -> Result<()> {
     let mut command = cargo::command();
-    command.args(["run", "--quiet", "--release", "--package", "mlx-doctor", "--"]);
+    command.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "mlx-doctor",
+        "--",
+    ]);
     if bench {
         command.arg("--bench");
     }

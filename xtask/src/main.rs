@@ -1,15 +1,25 @@
 //! `cargo xtask`: the one entry point for learners, instructors and CI.
 //! It never links MLX itself, so it builds in seconds and can explain a broken setup.
 
+mod api_check;
+mod book;
 mod cargo;
+mod chapters;
+mod check_solutions;
 mod doctor;
 mod models;
+mod test;
+mod test_runner;
 
 use clap::{Parser, Subcommand};
+use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Build an LLM inference engine on MLX, chapter by chapter")]
-struct Cli {
+#[command(
+    name = "cargo xtask",
+    about = "Build an LLM inference engine on MLX, chapter by chapter"
+)]
+pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -22,13 +32,39 @@ enum Command {
         #[arg(long)]
         bench: bool,
     },
+    /// Run chapter tests against your code, ending with a table of tasks: what passes, where to start.
+    Test(test::TestArgs),
+    /// For instructors and CI: solutions pass, stubs fail, APIs match, lints are clean, the book builds.
+    CheckSolutions,
+    /// Build the course book (book/) and optionally serve it on localhost.
+    Book {
+        /// Serve the built book at http://127.0.0.1:PORT/.
+        #[arg(long)]
+        serve: bool,
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
     /// Fetch and convert models (the built-in SmolLM2, or one from models/models.toml).
     Models(models::ModelsArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The chain of contexts reads as one sentence; a backtrace would only bury it.
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Doctor { bench } => doctor::run(bench),
         Command::Models(args) => models::run(args),
+        Command::Test(args) => test::run(args),
+        Command::CheckSolutions => check_solutions::run(),
+        Command::Book { serve, port } => book::run(serve, port),
     }
 }

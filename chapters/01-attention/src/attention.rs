@@ -54,7 +54,14 @@ impl SimpleMultiHeadAttention {
     /// - Fails (naming the argument) when a shape does not fit.
     ///
     /// Book: week 1, chapter 1 (attention), task 4.
-    pub fn new(hidden_size: i32, num_heads: i32, wq: Array, wk: Array, wv: Array, wo: Array) -> Result<Self> {
+    pub fn new(
+        hidden_size: i32,
+        num_heads: i32,
+        wq: Array,
+        wk: Array,
+        wv: Array,
+        wo: Array,
+    ) -> Result<Self> {
         todo!("chapter 1, task 4: check the shapes and keep the weights")
     }
 
@@ -63,7 +70,13 @@ impl SimpleMultiHeadAttention {
     /// - Returns `[N, L, E]`.
     ///
     /// Book: week 1, chapter 1 (attention), task 4.
-    pub fn forward(&self, query: &Array, key: &Array, value: &Array, mask: Option<&Array>) -> Result<Array> {
+    pub fn forward(
+        &self,
+        query: &Array,
+        key: &Array,
+        value: &Array,
+        mask: Option<&Array>,
+    ) -> Result<Array> {
         todo!("chapter 1, task 4: project, split into heads, attend, merge the heads, project")
     }
 }

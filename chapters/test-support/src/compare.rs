@@ -12,11 +12,20 @@ pub struct Tolerance {
 
 impl Tolerance {
     /// f32: a few units in the last place after a short reduction.
-    pub const F32: Tolerance = Tolerance { rtol: 1e-5, atol: 1e-6 };
+    pub const F32: Tolerance = Tolerance {
+        rtol: 1e-5,
+        atol: 1e-6,
+    };
     /// f16 keeps 10 mantissa bits: one rounding is already ~5e-4 relative.
-    pub const F16: Tolerance = Tolerance { rtol: 2e-3, atol: 2e-3 };
+    pub const F16: Tolerance = Tolerance {
+        rtol: 2e-3,
+        atol: 2e-3,
+    };
     /// bf16 keeps 7 mantissa bits: one rounding is already ~4e-3 relative.
-    pub const BF16: Tolerance = Tolerance { rtol: 2e-2, atol: 2e-2 };
+    pub const BF16: Tolerance = Tolerance {
+        rtol: 2e-2,
+        atol: 2e-2,
+    };
 
     /// The tolerance that matches the precision of `dtype`.
     pub fn for_dtype(dtype: Dtype) -> Tolerance {
@@ -32,7 +41,9 @@ fn to_f32_values(array: &Array, what: &str) -> Vec<f32> {
     let values = array
         .as_dtype(Dtype::Float32)
         .unwrap_or_else(|error| panic!("{what}: cannot read values as f32: {error}"));
-    values.eval().unwrap_or_else(|error| panic!("{what}: cannot evaluate: {error}"));
+    values
+        .eval()
+        .unwrap_or_else(|error| panic!("{what}: cannot evaluate: {error}"));
     values.as_slice::<f32>().to_vec()
 }
 
@@ -50,20 +61,38 @@ fn unravel(mut flat: usize, shape: &[i32]) -> Vec<usize> {
 /// Panics unless `got` has `expected`'s shape and every element is within `tolerance`; the
 /// message names the worst element, its index and both values.
 pub fn assert_allclose(got: &Array, expected: &Array, tolerance: Tolerance, what: &str) {
-    assert_eq!(got.shape(), expected.shape(), "{what}: shape {:?} differs from the expected {:?}", got.shape(), expected.shape());
+    assert_eq!(
+        got.shape(),
+        expected.shape(),
+        "{what}: shape {:?} differs from the expected {:?}",
+        got.shape(),
+        expected.shape()
+    );
     let got_values = to_f32_values(got, what);
     let expected_values = to_f32_values(expected, what);
     let outside = |g: f32, e: f32| {
-        !approx::relative_eq!(f64::from(g), f64::from(e), epsilon = tolerance.atol, max_relative = tolerance.rtol)
-            || g.is_nan() != e.is_nan()
+        !approx::relative_eq!(
+            f64::from(g),
+            f64::from(e),
+            epsilon = tolerance.atol,
+            max_relative = tolerance.rtol
+        ) || g.is_nan() != e.is_nan()
     };
-    let failures = got_values.iter().zip(&expected_values).filter(|(&g, &e)| outside(g, e)).count();
+    let failures = got_values
+        .iter()
+        .zip(&expected_values)
+        .filter(|(&g, &e)| outside(g, e))
+        .count();
     if failures == 0 {
         return;
     }
     let excess = |g: f32, e: f32| {
         let diff = (f64::from(g) - f64::from(e)).abs();
-        if diff.is_nan() { f64::INFINITY } else { diff / (tolerance.atol + tolerance.rtol * f64::from(e).abs()) }
+        if diff.is_nan() {
+            f64::INFINITY
+        } else {
+            diff / (tolerance.atol + tolerance.rtol * f64::from(e).abs())
+        }
     };
     let (worst, (&g, &e)) = got_values
         .iter()

@@ -6,7 +6,9 @@ use std::{collections::HashMap, path::PathBuf};
 
 /// `models/fixtures/<relative>` in this repository.
 pub fn fixture_path(relative: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures").join(relative)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/fixtures")
+        .join(relative)
 }
 
 /// Every tensor of the safetensors file `models/fixtures/<relative>`, by name.

@@ -15,7 +15,9 @@ pub fn mlx_version() -> String {
     unsafe {
         let mut version = mlx_sys::mlx_string_new();
         mlx_sys::mlx_version(&mut version);
-        let text = CStr::from_ptr(mlx_sys::mlx_string_data(version)).to_string_lossy().into_owned();
+        let text = CStr::from_ptr(mlx_sys::mlx_string_data(version))
+            .to_string_lossy()
+            .into_owned();
         mlx_sys::mlx_string_free(version);
         text
     }

@@ -13,7 +13,11 @@ fn library_defining(symbol: &CStr) -> Option<PathBuf> {
         if libc::dladdr(address, &mut info) == 0 || info.dli_fname.is_null() {
             return None;
         }
-        let path = PathBuf::from(CStr::from_ptr(info.dli_fname).to_string_lossy().into_owned());
+        let path = PathBuf::from(
+            CStr::from_ptr(info.dli_fname)
+                .to_string_lossy()
+                .into_owned(),
+        );
         Some(path.canonicalize().unwrap_or(path))
     }
 }
@@ -31,7 +35,9 @@ pub fn blas_in_use() -> String {
         return "Accelerate (macOS)".into();
     }
     match library_defining(c"cblas_sgemm") {
-        Some(path) if path.to_string_lossy().contains("openblas") => format!("OpenBLAS ({})", path.display()),
+        Some(path) if path.to_string_lossy().contains("openblas") => {
+            format!("OpenBLAS ({})", path.display())
+        }
         Some(path) => format!("reference BLAS, slow ({})", path.display()),
         None => "none found".into(),
     }

@@ -5,7 +5,10 @@ use mlx_rs::{error::Exception, random, Array};
 use std::time::Instant;
 
 /// Best of `runs` timings of `work` (evaluated), after one warm-up run.
-fn best_seconds(runs: usize, mut work: impl FnMut() -> Result<Array, Exception>) -> Result<f64, Exception> {
+fn best_seconds(
+    runs: usize,
+    mut work: impl FnMut() -> Result<Array, Exception>,
+) -> Result<f64, Exception> {
     work()?.eval()?;
     let mut best = f64::INFINITY;
     for _ in 0..runs {

@@ -21,12 +21,25 @@ fn to_f32(array: &Array) -> Vec<f32> {
 
 /// Fails with the worst element, its flat index and both values.
 fn assert_close(what: &str, got: &[f32], expected: &[f64], rtol: f64, atol: f64) {
-    assert_eq!(got.len(), expected.len(), "{what}: got {} values, expected {}", got.len(), expected.len());
+    assert_eq!(
+        got.len(),
+        expected.len(),
+        "{what}: got {} values, expected {}",
+        got.len(),
+        expected.len()
+    );
     let worst = got
         .iter()
         .zip(expected)
         .enumerate()
-        .map(|(index, (&g, &e))| (index, g, e, (f64::from(g) - e).abs() - (atol + rtol * e.abs())))
+        .map(|(index, (&g, &e))| {
+            (
+                index,
+                g,
+                e,
+                (f64::from(g) - e).abs() - (atol + rtol * e.abs()),
+            )
+        })
         .max_by(|a, b| a.3.total_cmp(&b.3));
     if let Some((index, g, e, excess)) = worst {
         assert!(excess <= 0.0, "{what} differs at flat index {index}: got {g}, expected {e} (rtol {rtol}, atol {atol})");
@@ -63,7 +76,10 @@ fn arrays_keep_their_values_and_dtype(#[case] dtype: Dtype) {
     match dtype {
         Dtype::Float16 => assert_eq!(last.item_exact::<f16>(), f16::from_f32(8.0)),
         Dtype::Bfloat16 => assert_eq!(last.item_exact::<bf16>(), bf16::from_f32(8.0)),
-        _ => assert_eq!(last.as_dtype(Dtype::Float32).unwrap().item_exact::<f32>(), 8.0),
+        _ => assert_eq!(
+            last.as_dtype(Dtype::Float32).unwrap().item_exact::<f32>(),
+            8.0
+        ),
     }
 }
 
@@ -71,7 +87,9 @@ fn matmul_reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f
     let mut out = vec![0.0; m * n];
     for i in 0..m {
         for j in 0..n {
-            out[i * n + j] = (0..k).map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j])).sum();
+            out[i * n + j] = (0..k)
+                .map(|p| f64::from(a[i * k + p]) * f64::from(b[p * n + j]))
+                .sum();
         }
     }
     out
@@ -84,13 +102,27 @@ fn matmul_reference(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f
 fn matmul_matches_f64_reference(#[case] m: usize, #[case] k: usize, #[case] n: usize) {
     let a = random_values(m * k, 1);
     let b = random_values(k * n, 2);
-    let product = Array::from_slice(&a, &[m as i32, k as i32]).matmul(Array::from_slice(&b, &[k as i32, n as i32])).unwrap();
-    assert_close("matmul", &to_f32(&product), &matmul_reference(&a, &b, m, k, n), 1e-5, 1e-6);
+    let product = Array::from_slice(&a, &[m as i32, k as i32])
+        .matmul(Array::from_slice(&b, &[k as i32, n as i32]))
+        .unwrap();
+    assert_close(
+        "matmul",
+        &to_f32(&product),
+        &matmul_reference(&a, &b, m, k, n),
+        1e-5,
+        1e-6,
+    );
 }
 
 /// RoPE from its definition, on x: [B, H, L, D]. Position p = offset + l rotates feature pair j
 /// by p * base^(-2j/D); pairs are (2j, 2j+1) when traditional, (j, j + D/2) otherwise.
-fn rope_reference(x: &[f32], shape: [usize; 4], traditional: bool, base: f64, offset: usize) -> Vec<f64> {
+fn rope_reference(
+    x: &[f32],
+    shape: [usize; 4],
+    traditional: bool,
+    base: f64,
+    offset: usize,
+) -> Vec<f64> {
     let [_, _, length, dims] = shape;
     let half = dims / 2;
     let mut out: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
@@ -98,7 +130,11 @@ fn rope_reference(x: &[f32], shape: [usize; 4], traditional: bool, base: f64, of
         let position = (offset + row_index % length) as f64;
         for j in 0..half {
             let angle = position * base.powf(-2.0 * j as f64 / dims as f64);
-            let (a, b) = if traditional { (2 * j, 2 * j + 1) } else { (j, j + half) };
+            let (a, b) = if traditional {
+                (2 * j, 2 * j + 1)
+            } else {
+                (j, j + half)
+            };
             let (x1, x2) = (row[a], row[b]);
             row[a] = x1 * angle.cos() - x2 * angle.sin();
             row[b] = x1 * angle.sin() + x2 * angle.cos();
@@ -122,19 +158,38 @@ fn fast_rope_matches_definition(#[case] traditional: bool, #[case] offset: i32) 
 }
 
 /// softmax(q k^T * scale + causal mask) v, per head; key/value heads shared by groups of queries.
-fn causal_attention_reference(q: &[f32], k: &[f32], v: &[f32], heads: usize, kv_heads: usize, length: usize, dims: usize, scale: f64) -> Vec<f64> {
+fn causal_attention_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    heads: usize,
+    kv_heads: usize,
+    length: usize,
+    dims: usize,
+    scale: f64,
+) -> Vec<f64> {
     let mut out = vec![0.0; heads * length * dims];
     for h in 0..heads {
         let kv = h / (heads / kv_heads);
         for i in 0..length {
             let scores: Vec<f64> = (0..=i)
-                .map(|j| (0..dims).map(|d| f64::from(q[(h * length + i) * dims + d]) * f64::from(k[(kv * length + j) * dims + d])).sum::<f64>() * scale)
+                .map(|j| {
+                    (0..dims)
+                        .map(|d| {
+                            f64::from(q[(h * length + i) * dims + d])
+                                * f64::from(k[(kv * length + j) * dims + d])
+                        })
+                        .sum::<f64>()
+                        * scale
+                })
                 .collect();
             let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
             let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let total: f64 = weights.iter().sum();
             for d in 0..dims {
-                out[(h * length + i) * dims + d] = (0..=i).map(|j| weights[j] / total * f64::from(v[(kv * length + j) * dims + d])).sum();
+                out[(h * length + i) * dims + d] = (0..=i)
+                    .map(|j| weights[j] / total * f64::from(v[(kv * length + j) * dims + d]))
+                    .sum();
             }
         }
     }
@@ -150,10 +205,27 @@ fn fast_causal_attention_matches_definition(#[case] heads: usize, #[case] kv_hea
     let k = random_values(kv_heads * length * dims, 5);
     let v = random_values(kv_heads * length * dims, 6);
     let scale = 1.0 / (dims as f32).sqrt();
-    let array = |data: &[f32], h: usize| Array::from_slice(data, &[1, h as i32, length as i32, dims as i32]);
-    let out = fast::scaled_dot_product_attention(array(&q, heads), array(&k, kv_heads), array(&v, kv_heads), scale, fast::ScaledDotProductAttentionMask::Causal, None).unwrap();
-    let expected = causal_attention_reference(&q, &k, &v, heads, kv_heads, length, dims, f64::from(scale));
-    assert_close("fast::scaled_dot_product_attention", &to_f32(&out), &expected, 1e-5, 1e-6);
+    let array = |data: &[f32], h: usize| {
+        Array::from_slice(data, &[1, h as i32, length as i32, dims as i32])
+    };
+    let out = fast::scaled_dot_product_attention(
+        array(&q, heads),
+        array(&k, kv_heads),
+        array(&v, kv_heads),
+        scale,
+        fast::ScaledDotProductAttentionMask::Causal,
+        None,
+    )
+    .unwrap();
+    let expected =
+        causal_attention_reference(&q, &k, &v, heads, kv_heads, length, dims, f64::from(scale));
+    assert_close(
+        "fast::scaled_dot_product_attention",
+        &to_f32(&out),
+        &expected,
+        1e-5,
+        1e-6,
+    );
 }
 
 #[test]
@@ -161,13 +233,21 @@ fn fast_rms_norm_matches_definition() {
     let (rows, dims, eps) = (4, 24, 1e-5);
     let x = random_values(rows * dims, 7);
     let weight = random_values(dims, 8);
-    let out = fast::rms_norm(Array::from_slice(&x, &[rows as i32, dims as i32]), Some(&Array::from_slice(&weight, &[dims as i32])), eps).unwrap();
+    let out = fast::rms_norm(
+        Array::from_slice(&x, &[rows as i32, dims as i32]),
+        Some(&Array::from_slice(&weight, &[dims as i32])),
+        eps,
+    )
+    .unwrap();
     let expected: Vec<f64> = x
         .chunks(dims)
         .flat_map(|row| {
             let mean_square = row.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / dims as f64;
             let inverse_rms = 1.0 / (mean_square + f64::from(eps)).sqrt();
-            row.iter().zip(&weight).map(move |(&v, &w)| f64::from(v) * inverse_rms * f64::from(w)).collect::<Vec<_>>()
+            row.iter()
+                .zip(&weight)
+                .map(move |(&v, &w)| f64::from(v) * inverse_rms * f64::from(w))
+                .collect::<Vec<_>>()
         })
         .collect();
     assert_close("fast::rms_norm", &to_f32(&out), &expected, 1e-5, 1e-6);
@@ -175,7 +255,14 @@ fn fast_rms_norm_matches_definition() {
 
 /// Unpacks MLX's affine quantization by hand: `bits`-wide values, little end of each u32 first,
 /// `w = scale * q + bias` per group of `group_size` along the rows.
-fn dequantize_by_hand(packed: &[u32], scales: &[f32], biases: &[f32], columns: usize, group_size: usize, bits: usize) -> Vec<f64> {
+fn dequantize_by_hand(
+    packed: &[u32],
+    scales: &[f32],
+    biases: &[f32],
+    columns: usize,
+    group_size: usize,
+    bits: usize,
+) -> Vec<f64> {
     let per_word = 32 / bits;
     let mask = (1u32 << bits) - 1;
     let words_per_row = columns / per_word;
@@ -201,9 +288,21 @@ fn quantized_matmul_matches_hand_dequantized_weights(#[case] bits: i32, #[case] 
     let (rows, columns, tokens) = (16usize, 128usize, 3usize);
     let w = random_values(rows * columns, 9);
     let x = random_values(tokens * columns, 10);
-    let (packed, scales, biases) = ops::quantize(Array::from_slice(&w, &[rows as i32, columns as i32]), group_size, bits).unwrap();
+    let (packed, scales, biases) = ops::quantize(
+        Array::from_slice(&w, &[rows as i32, columns as i32]),
+        group_size,
+        bits,
+    )
+    .unwrap();
     packed.eval().unwrap();
-    let dequantized = dequantize_by_hand(packed.as_slice::<u32>(), &to_f32(&scales), &to_f32(&biases), columns, group_size as usize, bits as usize);
+    let dequantized = dequantize_by_hand(
+        packed.as_slice::<u32>(),
+        &to_f32(&scales),
+        &to_f32(&biases),
+        columns,
+        group_size as usize,
+        bits as usize,
+    );
 
     // Quantization error stays within one step per element: MLX anchors each group at its
     // larger-magnitude end (so the step may be negative) and rescales it so that 0 is exactly
@@ -211,15 +310,42 @@ fn quantized_matmul_matches_hand_dequantized_weights(#[case] bits: i32, #[case] 
     let steps = to_f32(&scales);
     for (index, (&original, &restored)) in w.iter().zip(&dequantized).enumerate() {
         let step = f64::from(steps[index / group_size as usize]).abs();
-        assert!((f64::from(original) - restored).abs() <= step + 1e-6, "element {index}: {original} became {restored}");
+        assert!(
+            (f64::from(original) - restored).abs() <= step + 1e-6,
+            "element {index}: {original} became {restored}"
+        );
     }
     let mlx_dequantized = ops::dequantize(&packed, &scales, &biases, group_size, bits).unwrap();
-    assert_close("ops::dequantize", &to_f32(&mlx_dequantized), &dequantized, 0.0, 1e-7);
+    assert_close(
+        "ops::dequantize",
+        &to_f32(&mlx_dequantized),
+        &dequantized,
+        0.0,
+        1e-7,
+    );
 
-    let out = ops::quantized_matmul(Array::from_slice(&x, &[tokens as i32, columns as i32]), &packed, &scales, &biases, true, group_size, bits).unwrap();
-    let w_transposed: Vec<f32> = (0..columns).flat_map(|c| (0..rows).map(move |r| (r, c))).map(|(r, c)| dequantized[r * columns + c] as f32).collect();
+    let out = ops::quantized_matmul(
+        Array::from_slice(&x, &[tokens as i32, columns as i32]),
+        &packed,
+        &scales,
+        &biases,
+        true,
+        group_size,
+        bits,
+    )
+    .unwrap();
+    let w_transposed: Vec<f32> = (0..columns)
+        .flat_map(|c| (0..rows).map(move |r| (r, c)))
+        .map(|(r, c)| dequantized[r * columns + c] as f32)
+        .collect();
     let expected = matmul_reference(&x, &w_transposed, tokens, columns, rows);
-    assert_close("ops::quantized_matmul", &to_f32(&out), &expected, 1e-5, 1e-5);
+    assert_close(
+        "ops::quantized_matmul",
+        &to_f32(&out),
+        &expected,
+        1e-5,
+        1e-5,
+    );
 }
 
 #[test]
@@ -228,9 +354,21 @@ fn safetensors_round_trip_keeps_values_and_dtypes() {
     let path = folder.path().join("round_trip.safetensors");
     let floats = random_values(12, 11);
     let arrays = HashMap::from([
-        ("weights.f32".to_string(), Array::from_slice(&floats, &[3, 4])),
-        ("weights.f16".to_string(), Array::from_slice(&floats.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>(), &[12])),
-        ("tokens.i32".to_string(), Array::from_slice(&[1i32, -2, 3], &[3])),
+        (
+            "weights.f32".to_string(),
+            Array::from_slice(&floats, &[3, 4]),
+        ),
+        (
+            "weights.f16".to_string(),
+            Array::from_slice(
+                &floats.iter().map(|&v| f16::from_f32(v)).collect::<Vec<_>>(),
+                &[12],
+            ),
+        ),
+        (
+            "tokens.i32".to_string(),
+            Array::from_slice(&[1i32, -2, 3], &[3]),
+        ),
     ]);
     Array::save_safetensors(&arrays, None, &path).unwrap();
     let loaded = Array::load_safetensors(&path).unwrap();
@@ -239,13 +377,18 @@ fn safetensors_round_trip_keeps_values_and_dtypes() {
         let restored = &loaded[name];
         assert_eq!(restored.dtype(), original.dtype(), "{name}");
         assert_eq!(restored.shape(), original.shape(), "{name}");
-        assert!(restored.eq_values(original).unwrap(), "{name} changed in the round trip");
+        assert!(
+            restored.eq_values(original).unwrap(),
+            "{name} changed in the round trip"
+        );
     }
 }
 
 #[test]
 fn seeded_random_numbers_repeat_and_differ_by_seed() {
-    let draw = |seed| to_f32(&random::normal::<f32>(&[64][..], None, None, &random::key(seed).unwrap()).unwrap());
+    let draw = |seed| {
+        to_f32(&random::normal::<f32>(&[64][..], None, None, &random::key(seed).unwrap()).unwrap())
+    };
     assert_eq!(draw(7), draw(7));
     assert_ne!(draw(7), draw(8));
 }
@@ -253,6 +396,11 @@ fn seeded_random_numbers_repeat_and_differ_by_seed() {
 #[test]
 fn mlx_errors_come_back_as_rust_errors() {
     let a = Array::from_slice(&[1.0f32; 6], &[2, 3]);
-    let error = a.matmul(&a).expect_err("a [2, 3] @ [2, 3] matmul must fail");
-    assert!(error.to_string().contains("matmul"), "unexpected message: {error}");
+    let error = a
+        .matmul(&a)
+        .expect_err("a [2, 3] @ [2, 3] matmul must fail");
+    assert!(
+        error.to_string().contains("matmul"),
+        "unexpected message: {error}"
+    );
 }

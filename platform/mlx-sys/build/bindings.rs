@@ -5,7 +5,12 @@ use std::{fs, path::Path};
 
 pub fn generate(root: &Path, target: &Target, out_dir: &Path) -> Result<()> {
     let mut headers: Vec<_> = fs::read_dir(root.join("mlx/c"))
-        .map_err(|error| Failure::new(format!("cannot list mlx-c headers: {error}"), "run `cargo clean -p mlx-sys`"))?
+        .map_err(|error| {
+            Failure::new(
+                format!("cannot list mlx-c headers: {error}"),
+                "run `cargo clean -p mlx-sys`",
+            )
+        })?
         .flatten()
         .map(|entry| entry.path())
         .filter(|path| path.extension().is_some_and(|ext| ext == "h"))
@@ -32,9 +37,17 @@ pub fn generate(root: &Path, target: &Target, out_dir: &Path) -> Result<()> {
         builder = builder.header(header.to_string_lossy());
     }
     let bindings = builder.generate().map_err(|error| {
-        Failure::new(format!("bindgen could not read the mlx-c headers: {error}"), "install libclang-dev 14 or later")
+        Failure::new(
+            format!("bindgen could not read the mlx-c headers: {error}"),
+            "install libclang-dev 14 or later",
+        )
     })?;
-    bindings.write_to_file(out_dir.join("bindings.rs")).map_err(|error| {
-        Failure::new(format!("cannot write the bindings: {error}"), "check free disk space in the target directory")
-    })
+    bindings
+        .write_to_file(out_dir.join("bindings.rs"))
+        .map_err(|error| {
+            Failure::new(
+                format!("cannot write the bindings: {error}"),
+                "check free disk space in the target directory",
+            )
+        })
 }

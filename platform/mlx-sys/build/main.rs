@@ -16,7 +16,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(problem: impl Into<String>, fix: impl Into<String>) -> Self {
-        Failure { problem: problem.into(), fix: fix.into() }
+        Failure {
+            problem: problem.into(),
+            fix: fix.into(),
+        }
     }
 }
 
@@ -24,7 +27,10 @@ pub type Result<T> = std::result::Result<T, Failure>;
 
 fn main() {
     if let Err(failure) = build() {
-        eprintln!("error: mlx-sys: {}\n  fix: {}", failure.problem, failure.fix);
+        eprintln!(
+            "error: mlx-sys: {}\n  fix: {}",
+            failure.problem, failure.fix
+        );
         process::exit(1);
     }
 }
@@ -65,6 +71,9 @@ impl Target {
     fn from_env() -> Self {
         let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
         let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-        Target { is_macos: os == "macos", is_aarch64: arch == "aarch64" }
+        Target {
+            is_macos: os == "macos",
+            is_aarch64: arch == "aarch64",
+        }
     }
 }

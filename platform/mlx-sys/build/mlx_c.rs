@@ -14,18 +14,40 @@ pub fn locate_sources() -> Result<PathBuf> {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("upstream/Cargo.toml");
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--locked", "--manifest-path"])
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--locked",
+            "--manifest-path",
+        ])
         .arg(&manifest)
         .output()
-        .map_err(|error| Failure::new(format!("could not run cargo metadata: {error}"), "check CARGO"))?;
-    let fetch_fix = "check the connection to crates.io (cargo fetches the mlx-c sources), then build again";
+        .map_err(|error| {
+            Failure::new(
+                format!("could not run cargo metadata: {error}"),
+                "check CARGO",
+            )
+        })?;
+    let fetch_fix =
+        "check the connection to crates.io (cargo fetches the mlx-c sources), then build again";
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last_line = stderr.lines().rfind(|line| !line.trim().is_empty()).unwrap_or("");
-        return Err(Failure::new(format!("cargo could not fetch the mlx-c sources: {last_line}"), fetch_fix));
+        let last_line = stderr
+            .lines()
+            .rfind(|line| !line.trim().is_empty())
+            .unwrap_or("");
+        return Err(Failure::new(
+            format!("cargo could not fetch the mlx-c sources: {last_line}"),
+            fetch_fix,
+        ));
     }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|error| Failure::new(format!("cargo metadata printed invalid JSON: {error}"), fetch_fix))?;
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|error| {
+        Failure::new(
+            format!("cargo metadata printed invalid JSON: {error}"),
+            fetch_fix,
+        )
+    })?;
     let upstream_manifest = metadata["packages"]
         .as_array()
         .into_iter()
@@ -33,8 +55,13 @@ pub fn locate_sources() -> Result<PathBuf> {
         .find(|package| package["name"] == "mlx-sys" && package["version"] == "0.7.0")
         .and_then(|package| package["manifest_path"].as_str())
         .ok_or_else(|| Failure::new("cargo metadata did not list mlx-sys 0.7.0", fetch_fix))?;
-    let root = Path::new(upstream_manifest).with_file_name("src").join("mlx-c");
-    println!("cargo:rerun-if-changed={}", root.join("CMakeLists.txt").display());
+    let root = Path::new(upstream_manifest)
+        .with_file_name("src")
+        .join("mlx-c");
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("CMakeLists.txt").display()
+    );
     Ok(root)
 }
 
@@ -42,7 +69,10 @@ pub fn locate_sources() -> Result<PathBuf> {
 /// builds exactly what upstream builds.
 fn source_files(root: &Path) -> Result<Vec<PathBuf>> {
     let cmake = std::fs::read_to_string(root.join("CMakeLists.txt")).map_err(|error| {
-        Failure::new(format!("cannot read mlx-c's CMakeLists.txt: {error}"), "run `cargo clean -p mlx-sys`")
+        Failure::new(
+            format!("cannot read mlx-c's CMakeLists.txt: {error}"),
+            "run `cargo clean -p mlx-sys`",
+        )
     })?;
     let list = cmake
         .split("set(mlxc-src")
@@ -56,7 +86,10 @@ fn source_files(root: &Path) -> Result<Vec<PathBuf>> {
         .map(|relative| root.join(relative))
         .collect();
     if files.is_empty() {
-        return Err(Failure::new("found no sources in mlx-c's CMakeLists.txt", "report this as a bug"));
+        return Err(Failure::new(
+            "found no sources in mlx-c's CMakeLists.txt",
+            "report this as a bug",
+        ));
     }
     Ok(files)
 }

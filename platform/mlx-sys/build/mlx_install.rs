@@ -105,17 +105,28 @@ pub fn activate(mlx: &MlxInstall, out_dir: &Path) -> Result<MlxInstall> {
         .and_then(|()| fs::rename(&staging, &link))
         .map_err(|error| {
             Failure::new(
-                format!("could not link {} to {}: {error}", link.display(), mlx.prefix.display()),
+                format!(
+                    "could not link {} to {}: {error}",
+                    link.display(),
+                    mlx.prefix.display()
+                ),
                 format!("remove {} and build again", link.display()),
             )
         })?;
-    Ok(MlxInstall { prefix: link, backend: mlx.backend })
+    Ok(MlxInstall {
+        prefix: link,
+        backend: mlx.backend,
+    })
 }
 
 pub fn locate(target: &Target, out_dir: &Path) -> Result<MlxInstall> {
     let backend = Backend::choose(target)?;
     if let Some(dir) = env::var_os("MLX_DIR") {
-        return MlxInstall { prefix: PathBuf::from(dir), backend }.validate("MLX_DIR");
+        return MlxInstall {
+            prefix: PathBuf::from(dir),
+            backend,
+        }
+        .validate("MLX_DIR");
     }
     let cache = cache_dir(out_dir);
     let unpacked = cache.join(format!("{}-{MLX_VERSION}", backend.package()));
@@ -123,7 +134,11 @@ pub fn locate(target: &Target, out_dir: &Path) -> Result<MlxInstall> {
         let wheel = download_wheel(backend, &cache.join("downloads"))?;
         unpack_wheel(&wheel, &unpacked, target)?;
     }
-    MlxInstall { prefix: unpacked.join("mlx"), backend }.validate("the unpacked wheel")
+    MlxInstall {
+        prefix: unpacked.join("mlx"),
+        backend,
+    }
+    .validate("the unpacked wheel")
 }
 
 /// `MLX_CACHE_DIR`, or `mlx/` in cargo's target directory (the folder holding CACHEDIR.TAG),
@@ -146,8 +161,19 @@ fn download_wheel(backend: Backend, downloads: &Path) -> Result<PathBuf> {
         .join("requirements")
         .join(format!("{}.txt", backend.package()));
     let output = Command::new(&python)
-        .args(["-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:"])
-        .args(["--require-hashes", "--disable-pip-version-check", "--requirement"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+        ])
+        .args([
+            "--require-hashes",
+            "--disable-pip-version-check",
+            "--requirement",
+        ])
         .arg(&requirements)
         .arg("--dest")
         .arg(downloads)
@@ -155,7 +181,10 @@ fn download_wheel(backend: Backend, downloads: &Path) -> Result<PathBuf> {
         .map_err(|error| Failure::new(format!("could not start pip: {error}"), "check PYTHON"))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last_line = stderr.lines().rfind(|line| !line.trim().is_empty()).unwrap_or("");
+        let last_line = stderr
+            .lines()
+            .rfind(|line| !line.trim().is_empty())
+            .unwrap_or("");
         return Err(Failure::new(
             format!("pip could not download {}=={MLX_VERSION}: {last_line}", backend.package()),
             "check the connection to PyPI, or set MLX_DIR to an existing MLX install to build offline",
@@ -172,7 +201,12 @@ fn download_wheel(backend: Backend, downloads: &Path) -> Result<PathBuf> {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
             name.starts_with(&prefix) && name.ends_with(".whl")
         })
-        .ok_or_else(|| Failure::new("pip reported success but left no wheel", "run the build again"))
+        .ok_or_else(|| {
+            Failure::new(
+                "pip reported success but left no wheel",
+                "run the build again",
+            )
+        })
 }
 
 /// Unpacks into a temporary sibling and renames it into place, so an interrupted build never
@@ -194,8 +228,11 @@ fn unpack_wheel(wheel: &Path, unpacked: &Path, target: &Target) -> Result<()> {
     if !target.is_macos {
         use_system_openblas(&staging)?;
     }
-    fs::rename(&staging, unpacked)
-        .map_err(|error| failed(format!("could not move the unpacked wheel into place: {error}")))
+    fs::rename(&staging, unpacked).map_err(|error| {
+        failed(format!(
+            "could not move the unpacked wheel into place: {error}"
+        ))
+    })
 }
 
 /// The Linux wheels load their bundled reference BLAS (`<pkg>.libs/libblas-*.so*`) by file name
@@ -210,13 +247,21 @@ fn use_system_openblas(staging: &Path) -> Result<()> {
         .filter(|entry| entry.file_name().to_string_lossy().ends_with(".libs"))
         .flat_map(|libs| fs::read_dir(libs.path()).into_iter().flatten().flatten())
         .map(|entry| entry.path())
-        .filter(|path| path.file_name().unwrap_or_default().to_string_lossy().starts_with("libblas-"));
+        .filter(|path| {
+            path.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .starts_with("libblas-")
+        });
     for reference_blas in bundled {
         let replace = fs::remove_file(&reference_blas)
             .and_then(|()| std::os::unix::fs::symlink(&openblas, &reference_blas));
         replace.map_err(|error| {
             Failure::new(
-                format!("could not link {} to OpenBLAS: {error}", reference_blas.display()),
+                format!(
+                    "could not link {} to OpenBLAS: {error}",
+                    reference_blas.display()
+                ),
                 "delete the cache folder and build again",
             )
         })?;

@@ -24,7 +24,9 @@ pub fn check_compilers() -> Result<()> {
     }
     if let Err(reason) = clang_sys::load() {
         return Err(Failure::new(
-            format!("libclang was not found; bindgen needs it to read the mlx-c headers ({reason})"),
+            format!(
+                "libclang was not found; bindgen needs it to read the mlx-c headers ({reason})"
+            ),
             "apt-get install libclang-dev   (macOS: xcode-select --install), or set LIBCLANG_PATH",
         ));
     }

@@ -45,10 +45,15 @@ pub fn scaled_dot_product_attention_simple(
     scale: Option<f32>,
     mask: Option<&Array>,
 ) -> Result<Array> {
-    let depth = *q.shape().last().ok_or_else(|| Exception::custom("queries must have a feature axis"))?;
+    let depth = *q
+        .shape()
+        .last()
+        .ok_or_else(|| Exception::custom("queries must have a feature axis"))?;
     let scale = scale.unwrap_or(1.0 / (depth as f32).sqrt());
     let rank = k.ndim() as i32;
-    let scores = q.matmul(k.swap_axes(rank - 2, rank - 1)?)?.multiply(Array::from_f32(scale))?; // [..., L, S]
+    let scores = q
+        .matmul(k.swap_axes(rank - 2, rank - 1)?)?
+        .multiply(Array::from_f32(scale))?; // [..., L, S]
     let scores = match mask {
         Some(mask) => scores.add(mask)?,
         None => scores,
@@ -73,7 +78,14 @@ impl SimpleMultiHeadAttention {
     /// - Fails (naming the argument) when a shape does not fit.
     ///
     /// Book: week 1, chapter 1 (attention), task 4.
-    pub fn new(hidden_size: i32, num_heads: i32, wq: Array, wk: Array, wv: Array, wo: Array) -> Result<Self> {
+    pub fn new(
+        hidden_size: i32,
+        num_heads: i32,
+        wq: Array,
+        wk: Array,
+        wv: Array,
+        wo: Array,
+    ) -> Result<Self> {
         if num_heads <= 0 || hidden_size % num_heads != 0 {
             return Err(Exception::custom(format!(
                 "hidden_size {hidden_size} must be a positive multiple of num_heads {num_heads}"
@@ -87,7 +99,13 @@ impl SimpleMultiHeadAttention {
                 )));
             }
         }
-        Ok(SimpleMultiHeadAttention { num_heads, wq, wk, wv, wo })
+        Ok(SimpleMultiHeadAttention {
+            num_heads,
+            wq,
+            wk,
+            wv,
+            wo,
+        })
     }
 
     /// - `query`: `[N, L, E]`; `key` and `value`: `[N, S, E]`.
@@ -95,14 +113,22 @@ impl SimpleMultiHeadAttention {
     /// - Returns `[N, L, E]`.
     ///
     /// Book: week 1, chapter 1 (attention), task 4.
-    pub fn forward(&self, query: &Array, key: &Array, value: &Array, mask: Option<&Array>) -> Result<Array> {
+    pub fn forward(
+        &self,
+        query: &Array,
+        key: &Array,
+        value: &Array,
+        mask: Option<&Array>,
+    ) -> Result<Array> {
         let (batch, length) = (query.shape()[0], query.shape()[1]);
         let hidden = self.wq.shape()[0];
         let head_dim = hidden / self.num_heads;
         // [N, T, E] -> [N, T, H, D] -> [N, H, T, D]
         let split_heads = |x: &Array, w: &Array| -> Result<Array> {
             let tokens = x.shape()[1];
-            linear(x, w, None)?.reshape(&[batch, tokens, self.num_heads, head_dim])?.swap_axes(1, 2)
+            linear(x, w, None)?
+                .reshape(&[batch, tokens, self.num_heads, head_dim])?
+                .swap_axes(1, 2)
         };
         let q = split_heads(query, &self.wq)?;
         let k = split_heads(key, &self.wk)?;

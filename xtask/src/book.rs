@@ -1,0 +1,152 @@
+//! `cargo xtask book`: builds the mdBook in book/ with the mdBook library (no separate
+//! install), and serves it locally with `--serve`.
+
+use crate::cargo::workspace_root;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+
+/// Builds the book; returns the folder holding the HTML.
+pub fn build() -> Result<PathBuf> {
+    let root = workspace_root().join("book");
+    let book = mdbook_driver::MDBook::load(&root)
+        .with_context(|| format!("cannot load the book in {}", root.display()))?;
+    let output = root.join(&book.config.build.build_dir);
+    let output = output.canonicalize().unwrap_or(output);
+    book.build().context("the book does not build")?;
+    Ok(output)
+}
+
+pub fn run(serve: bool, port: u16) -> Result<()> {
+    let output = build()?;
+    let html = if output.join("html").is_dir() {
+        output.join("html")
+    } else {
+        output
+    };
+    println!("built {}", html.join("index.html").display());
+    if serve {
+        let runtime = tokio::runtime::Runtime::new()?;
+        runtime.block_on(async {
+            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| {
+                    format!("cannot listen on {address}; pick another port with --port")
+                })?;
+            println!("serving the book at http://{address}/ (Ctrl-C to stop)");
+            let app =
+                axum::Router::new().fallback_service(tower_http::services::ServeDir::new(html));
+            axum::serve(listener, app)
+                .await
+                .context("the book server stopped")
+        })?;
+    }
+    Ok(())
+}
+
+/// Folders and files of this repository that book pages may point at.
+const REPOSITORY_PREFIXES: &[&str] = &[
+    "chapters/",
+    "solutions/",
+    "book/",
+    "xtask/",
+    "platform/",
+    "models/fixtures",
+    "models/models.toml",
+    ".ci/",
+    ".github/",
+];
+
+/// Every repository path and `cargo xtask` command the book mentions must exist: paths on
+/// disk, subcommands in the CLI, chapters in the course, and `--task N` among that chapter's tests.
+pub fn check_references() -> Result<Vec<String>> {
+    let root = workspace_root();
+    let pages = root.join("book/src");
+    let mut problems = Vec::new();
+    for entry in
+        std::fs::read_dir(&pages).with_context(|| format!("cannot list {}", pages.display()))?
+    {
+        let page = entry?.path();
+        if page.extension().is_none_or(|ext| ext != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&page)?;
+        let name = page
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for token in text.split(|c: char| c.is_whitespace() || "`()[]<>\"'".contains(c)) {
+            let path = token.trim_end_matches([',', '.', ':', ';']);
+            let path = path.split(':').next().unwrap_or(path);
+            if REPOSITORY_PREFIXES
+                .iter()
+                .any(|prefix| path.starts_with(prefix))
+                && !root.join(path).exists()
+            {
+                problems.push(format!(
+                    "book/src/{name} mentions {path}, which does not exist"
+                ));
+            }
+        }
+        for line in text.lines() {
+            for (_, command) in line
+                .match_indices("cargo xtask ")
+                .map(|(at, _)| ((), &line[at + 12..]))
+            {
+                let words: Vec<&str> = command
+                    .split(|c: char| c.is_whitespace() || c == '`')
+                    .take_while(|word| !word.is_empty())
+                    .collect();
+                if let Err(problem) = check_command(&words) {
+                    problems.push(format!(
+                        "book/src/{name}: `cargo xtask {}`: {problem}",
+                        words.join(" ")
+                    ));
+                }
+            }
+        }
+    }
+    Ok(problems)
+}
+
+fn check_command(words: &[&str]) -> Result<(), String> {
+    use clap::CommandFactory;
+    let Some(&subcommand) = words.first() else {
+        return Ok(());
+    };
+    if !crate::Cli::command()
+        .get_subcommands()
+        .any(|known| known.get_name() == subcommand)
+    {
+        return Err(format!("there is no subcommand `{subcommand}`"));
+    }
+    if subcommand != "test" {
+        return Ok(());
+    }
+    let targets: Vec<String> = words[1..]
+        .iter()
+        .take_while(|word| !word.starts_with("--"))
+        .map(|word| word.to_string())
+        .collect();
+    let chapters = crate::chapters::select(&targets).map_err(|error| error.to_string())?;
+    if let Some(position) = words.iter().position(|word| *word == "--task") {
+        let task = words.get(position + 1).ok_or("--task needs a number")?;
+        let needle = format!("fn task_{task}_");
+        for chapter in chapters {
+            let tests = workspace_root().join(chapter.folder()).join("tests");
+            let has_task = std::fs::read_dir(&tests)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|file| {
+                    std::fs::read_to_string(file.path())
+                        .is_ok_and(|source| source.contains(&needle))
+                });
+            if !has_task {
+                return Err(format!("chapter {} has no task {task}", chapter.name));
+            }
+        }
+    }
+    Ok(())
+}

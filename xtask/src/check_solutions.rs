@@ -1,0 +1,96 @@
+//! `cargo xtask check-solutions`, for instructors and CI, rustlings-style: every solution
+//! passes, every stub fails each of its tests, stubs and solutions share one API, the code is
+//! formatted and lint-free, and the book builds and points only at things that exist.
+
+use crate::{
+    api_check, book, cargo,
+    chapters::{Chapter, CHAPTERS},
+    test, test_runner,
+};
+use anyhow::{bail, Result};
+
+pub fn run() -> Result<()> {
+    let mut problems: Vec<String> = Vec::new();
+    let mut rows = Vec::new();
+    for chapter in CHAPTERS {
+        eprintln!(
+            "== chapter {} ({}): solutions",
+            chapter.number, chapter.name
+        );
+        let earlier: Vec<&Chapter> = chapter.earlier().collect();
+        let mut all_solutions = earlier.clone();
+        all_solutions.push(chapter);
+        let solved = test_runner::run(chapter, &all_solutions, None)?;
+        rows.extend(test::summarize(chapter, &solved));
+        if !solved.compiled || solved.outcomes.is_empty() {
+            problems.push(format!(
+                "{}: the solution does not compile or has no tests",
+                chapter.name
+            ));
+        }
+        for outcome in solved.outcomes.iter().filter(|outcome| !outcome.passed) {
+            problems.push(format!(
+                "{}: the solution fails {}",
+                chapter.name, outcome.name
+            ));
+        }
+
+        eprintln!("== chapter {} ({}): stubs", chapter.number, chapter.name);
+        let stubs = test_runner::run(chapter, &earlier, None)?;
+        if !stubs.compiled {
+            problems.push(format!("{}: the stubs do not compile", chapter.name));
+        }
+        for outcome in stubs.outcomes.iter().filter(|outcome| outcome.passed) {
+            problems.push(format!(
+                "{}: the stub passes {} (a test that cannot fail, or a stub that is not a stub)",
+                chapter.name, outcome.name
+            ));
+        }
+
+        let root = cargo::workspace_root();
+        let stub_src = root.join(chapter.folder()).join("src");
+        let solution_src = root.join(chapter.solution_folder()).join("src");
+        problems.extend(
+            api_check::compare(&stub_src, &solution_src)?
+                .into_iter()
+                .map(|problem| format!("{}: {problem}", chapter.name)),
+        );
+    }
+    test::print_table(&rows);
+
+    eprintln!("== cargo fmt --check");
+    let mut format = cargo::command();
+    format.args(["fmt", "--all", "--check"]);
+    if cargo::run(format, "cargo fmt --check").is_err() {
+        problems.push("the code is not formatted: run `cargo fmt --all`".into());
+    }
+    eprintln!("== cargo clippy");
+    let mut clippy = cargo::command();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    if cargo::run(clippy, "cargo clippy").is_err() {
+        problems.push("clippy reports warnings (see above)".into());
+    }
+    eprintln!("== book");
+    match book::build() {
+        Ok(_) => problems.extend(book::check_references()?),
+        Err(error) => problems.push(format!("the book does not build: {error:#}")),
+    }
+
+    if problems.is_empty() {
+        println!("\ncheck-solutions: all {} chapters pass", CHAPTERS.len());
+        return Ok(());
+    }
+    println!("\ncheck-solutions found {} problems:", problems.len());
+    for problem in &problems {
+        println!("  - {problem}");
+    }
+    bail!("check-solutions failed")
+}
