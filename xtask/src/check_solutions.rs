@@ -1,5 +1,5 @@
-//! `cargo xtask check-solutions`, for instructors and CI, rustlings-style: every solution
-//! passes, every stub fails each of its tests, stubs and solutions share one API, the code is
+//! `cargo xtask check-solutions`, for instructors and CI, rustlings-style: the platform's own
+//! tests pass, every solution passes, every stub fails each of its tests, stubs and solutions share one API, the code is
 //! formatted and lint-free, and the book builds and points only at things that exist.
 
 use crate::{
@@ -12,6 +12,15 @@ use anyhow::{bail, Result};
 pub fn run() -> Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut rows = Vec::new();
+    let (mut passed, mut failed) = (0, 0);
+
+    eprintln!("== platform tests (MLX bridge, test support, xtask)");
+    let mut platform = cargo::command();
+    platform.args(["test", "--quiet", "--package", "mlx-doctor", "--package", "test-support", "--package", "xtask"]);
+    if cargo::run(platform, "the platform tests").is_err() {
+        problems.push("the platform tests fail (see above)".into());
+    }
+
     for chapter in CHAPTERS {
         eprintln!(
             "== chapter {} ({}): solutions",
@@ -22,6 +31,8 @@ pub fn run() -> Result<()> {
         all_solutions.push(chapter);
         let solved = test_runner::run(chapter, &all_solutions, None)?;
         rows.extend(test::summarize(chapter, &solved));
+        passed += solved.outcomes.iter().filter(|outcome| outcome.passed).count();
+        failed += solved.outcomes.iter().filter(|outcome| !outcome.passed).count();
         if !solved.compiled || solved.outcomes.is_empty() {
             problems.push(format!(
                 "{}: the solution does not compile or has no tests",
