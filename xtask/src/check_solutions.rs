@@ -68,6 +68,7 @@ pub fn run() -> Result<()> {
         );
     }
     test::print_table(&rows);
+    println!("solution tests: {passed} passed, {failed} failed");
 
     eprintln!("== cargo fmt --check");
     let mut format = cargo::command();
