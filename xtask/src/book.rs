@@ -124,9 +124,11 @@ fn check_command(words: &[&str]) -> Result<(), String> {
     if subcommand != "test" {
         return Ok(());
     }
+    // `<chapter>` stands for any chapter.
     let targets: Vec<String> = words[1..]
         .iter()
         .take_while(|word| !word.starts_with("--"))
+        .filter(|word| !word.starts_with('<'))
         .map(|word| word.to_string())
         .collect();
     let chapters = crate::chapters::select(&targets).map_err(|error| error.to_string())?;

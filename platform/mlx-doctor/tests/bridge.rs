@@ -158,16 +158,29 @@ fn fast_rope_matches_definition(#[case] traditional: bool, #[case] offset: i32) 
 }
 
 /// softmax(q k^T * scale + causal mask) v, per head; key/value heads shared by groups of queries.
-fn causal_attention_reference(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+/// The shape of one attention problem: query heads, key/value heads, sequence length, head depth.
+#[derive(Clone, Copy)]
+struct AttentionShape {
     heads: usize,
     kv_heads: usize,
     length: usize,
     dims: usize,
+}
+
+fn causal_attention_reference(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: &AttentionShape,
     scale: f64,
 ) -> Vec<f64> {
+    let AttentionShape {
+        heads,
+        kv_heads,
+        length,
+        dims,
+    } = *shape;
+
     let mut out = vec![0.0; heads * length * dims];
     for h in 0..heads {
         let kv = h / (heads / kv_heads);
@@ -217,8 +230,18 @@ fn fast_causal_attention_matches_definition(#[case] heads: usize, #[case] kv_hea
         None,
     )
     .unwrap();
-    let expected =
-        causal_attention_reference(&q, &k, &v, heads, kv_heads, length, dims, f64::from(scale));
+    let expected = causal_attention_reference(
+        &q,
+        &k,
+        &v,
+        &AttentionShape {
+            heads,
+            kv_heads,
+            length,
+            dims,
+        },
+        f64::from(scale),
+    );
     assert_close(
         "fast::scaled_dot_product_attention",
         &to_f32(&out),
