@@ -10,11 +10,23 @@ pub struct Chapter {
     pub number: u8,
 }
 
-pub const CHAPTERS: &[Chapter] = &[Chapter {
-    name: "attention",
-    week: 1,
-    number: 1,
-}];
+pub const CHAPTERS: &[Chapter] = &[
+    Chapter {
+        name: "attention",
+        week: 1,
+        number: 1,
+    },
+    Chapter {
+        name: "rope",
+        week: 1,
+        number: 2,
+    },
+    Chapter {
+        name: "gqa",
+        week: 1,
+        number: 3,
+    },
+];
 
 impl Chapter {
     pub fn folder(&self) -> String {

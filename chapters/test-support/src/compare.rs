@@ -38,8 +38,10 @@ impl Tolerance {
 }
 
 fn to_f32_values(array: &Array, what: &str) -> Vec<f32> {
+    // Transposed or sliced views (e.g. after `swap_axes`) must be copied into row-major order.
     let values = array
         .as_dtype(Dtype::Float32)
+        .and_then(|values| values.contiguous())
         .unwrap_or_else(|error| panic!("{what}: cannot read values as f32: {error}"));
     values
         .eval()
@@ -133,6 +135,13 @@ mod tests {
         let got = Array::from_slice(&[1.0f32, 2.0, 3.0], &[3]);
         let expected = Array::from_slice(&[1.0f32, 2.0, 3.0], &[1, 3]);
         assert_allclose(&got, &expected, Tolerance::F32, "values");
+    }
+
+    #[test]
+    fn transposed_views_compare_by_index() {
+        let matrix = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+        let transposed = Array::from_slice(&[1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0], &[3, 2]);
+        assert_allclose(&matrix.t(), &transposed, Tolerance::F32, "transpose");
     }
 
     #[test]
