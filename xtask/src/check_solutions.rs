@@ -5,7 +5,7 @@
 use crate::{
     api_check, book, cargo,
     chapters::{Chapter, CHAPTERS},
-    test, test_runner,
+    models, test, test_runner,
 };
 use anyhow::{bail, Result};
 
@@ -13,6 +13,10 @@ pub fn run() -> Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     let (mut passed, mut failed) = (0, 0);
+
+    // Tests that need the built-in model skip without it; here they must run.
+    eprintln!("== the built-in model");
+    models::fetch_default()?;
 
     eprintln!("== platform tests (MLX bridge, test support, xtask)");
     let mut platform = cargo::command();

@@ -62,6 +62,12 @@ fn models_dir() -> PathBuf {
     workspace_root().join("models")
 }
 
+/// Makes the built-in model ready (instant when it already is).
+pub fn fetch_default() -> Result<()> {
+    let registry = Registry::load(&models_dir().join("models.toml"))?;
+    fetch(&registry, None)
+}
+
 /// Makes the model `name` (or the default) ready under models/.
 fn fetch(registry: &Registry, name: Option<&str>) -> Result<()> {
     let model = registry.get(name)?;
