@@ -26,6 +26,21 @@ pub const CHAPTERS: &[Chapter] = &[
         week: 1,
         number: 3,
     },
+    Chapter {
+        name: "rmsnorm-mlp",
+        week: 1,
+        number: 4,
+    },
+    Chapter {
+        name: "load",
+        week: 1,
+        number: 5,
+    },
+    Chapter {
+        name: "sampling",
+        week: 1,
+        number: 7,
+    },
 ];
 
 impl Chapter {
@@ -49,11 +64,25 @@ impl Chapter {
         format!("{}/solution", self.name)
     }
 
-    /// The chapters before this one, which its code may build on.
-    pub fn earlier(&self) -> impl Iterator<Item = &'static Chapter> + '_ {
-        CHAPTERS
+    /// The chapters this chapter's crate depends on directly (its Cargo.toml `[dependencies]`):
+    /// the only ones cargo lets us swap for their solutions with `--features NAME/solution`.
+    pub fn direct_dependencies(&self) -> Result<Vec<&'static Chapter>> {
+        let path = crate::cargo::workspace_root()
+            .join(self.folder())
+            .join("Cargo.toml");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
+        let manifest: toml::Table = toml::from_str(&text)
+            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        let dependencies = manifest
+            .get("dependencies")
+            .and_then(|table| table.as_table())
+            .cloned()
+            .unwrap_or_default();
+        Ok(CHAPTERS
             .iter()
-            .filter(move |chapter| chapter.number < self.number)
+            .filter(|chapter| dependencies.contains_key(chapter.name))
+            .collect())
     }
 }
 

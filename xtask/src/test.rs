@@ -33,9 +33,34 @@ pub fn run(args: TestArgs) -> Result<()> {
         .collect::<Result<_>>()?;
     let filter = args.task.map(|task| format!("task_{task}_"));
 
+    for borrowed in &borrowed {
+        let used = selected.iter().any(|chapter| {
+            chapter.name == borrowed.name
+                || chapter.direct_dependencies().is_ok_and(|dependencies| {
+                    dependencies
+                        .iter()
+                        .any(|dependency| dependency.name == borrowed.name)
+                })
+        });
+        if !used {
+            bail!("none of the selected chapters builds on chapter {} directly, so its solution cannot be swapped in", borrowed.name);
+        }
+    }
+
     let mut rows = Vec::new();
     for chapter in selected {
-        let mut solutions = borrowed.clone();
+        // A borrowed solution applies where cargo can swap it: the chapter itself or a direct dependency.
+        let dependencies = chapter.direct_dependencies()?;
+        let mut solutions: Vec<&Chapter> = borrowed
+            .iter()
+            .copied()
+            .filter(|borrowed| {
+                borrowed.name == chapter.name
+                    || dependencies
+                        .iter()
+                        .any(|dependency| dependency.name == borrowed.name)
+            })
+            .collect();
         if args.solution {
             solutions.push(chapter);
         }

@@ -18,3 +18,16 @@ pub fn load_fixture(relative: &str) -> HashMap<String, Array> {
         panic!("cannot load the reference tensors {}: {error} (they are committed; restore them with `git checkout models/fixtures`)", path.display())
     })
 }
+
+/// `models/<name>/` when that model has been fetched (`cargo xtask models fetch`), else `None`
+/// after printing why the calling test checks nothing.
+pub fn fetched_model_dir(name: &str) -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models")
+        .join(name);
+    if dir.join("config.json").is_file() {
+        return Some(dir);
+    }
+    eprintln!("skipped: models/{name} is absent; run `cargo xtask models fetch` first (check-solutions and CI always do)");
+    None
+}

@@ -6,7 +6,7 @@ mod fixtures;
 mod tiny_models;
 
 pub use compare::{assert_allclose, Tolerance};
-pub use fixtures::{fixture_path, load_fixture};
+pub use fixtures::{fetched_model_dir, fixture_path, load_fixture};
 pub use tiny_models::{load_tiny_model, TinyConfig, TinyModel, TINY_MODELS};
 
 use mlx_rs::{random, Array, Dtype};

@@ -1,0 +1,150 @@
+//! The model's `config.json`, read into the numbers the layers need.
+
+use crate::LoadError;
+use std::path::Path;
+
+/// The architectures this engine runs; all are decoder-only transformers with RMSNorm, RoPE,
+/// grouped-query attention and a SwiGLU MLP.
+///
+/// Book: week 1, chapter 5 (loading a model), task 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Architecture {
+    /// `LlamaForCausalLM` (SmolLM2, Llama 3): no biases.
+    Llama,
+    /// `Qwen2ForCausalLM`: biases on q/k/v.
+    Qwen2,
+    /// `Qwen3ForCausalLM`: per-head RMSNorm on q and k.
+    Qwen3,
+}
+
+/// What a model's `config.json` says about its shape.
+///
+/// Book: week 1, chapter 5 (loading a model), task 1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub vocab_size: i32,
+    pub hidden_size: i32,
+    pub intermediate_size: i32,
+    pub num_hidden_layers: i32,
+    pub num_attention_heads: i32,
+    pub num_key_value_heads: i32,
+    /// `head_dim` when given, else `hidden_size / num_attention_heads`.
+    pub head_dim: i32,
+    pub rope_theta: f32,
+    pub rms_norm_eps: f32,
+    /// The output layer reuses the embedding matrix (no `lm_head.weight`).
+    pub tie_word_embeddings: bool,
+    pub max_position_embeddings: i32,
+    /// Token ids that end generation (`eos_token_id`: one id or a list).
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelConfig {
+    /// Reads `config.json` at `path`.
+    ///
+    /// - `architectures[0]` picks the [`Architecture`]; anything else is
+    ///   `LoadError::UnsupportedArchitecture`.
+    /// - A missing or mistyped required field is `LoadError::BadConfig` naming the field.
+    /// - Optional fields and their defaults: `num_key_value_heads` (= `num_attention_heads`),
+    ///   `head_dim`, `rope_theta` (10000), `rms_norm_eps` (1e-6), `tie_word_embeddings` (false),
+    ///   `max_position_embeddings` (4096), `eos_token_id` (none).
+    ///
+    /// Book: week 1, chapter 5 (loading a model), task 1.
+    pub fn from_file(path: &Path) -> Result<Self, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|error| LoadError::Unreadable {
+            path: path.to_path_buf(),
+            message: error.to_string(),
+        })?;
+        let bad = |message: String| LoadError::BadConfig {
+            path: path.to_path_buf(),
+            message,
+        };
+        let json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|error| bad(format!("not valid JSON: {error}")))?;
+
+        let found = json["architectures"][0]
+            .as_str()
+            .unwrap_or("none given")
+            .to_string();
+        let architecture = match found.as_str() {
+            "LlamaForCausalLM" => Architecture::Llama,
+            "Qwen2ForCausalLM" => Architecture::Qwen2,
+            "Qwen3ForCausalLM" => Architecture::Qwen3,
+            _ => {
+                return Err(LoadError::UnsupportedArchitecture {
+                    path: path.to_path_buf(),
+                    found,
+                })
+            }
+        };
+        let optional = |field: &str| json.get(field).filter(|value| !value.is_null());
+        let integer = |field: &str| -> Result<i32, LoadError> {
+            let value =
+                optional(field).ok_or_else(|| bad(format!("the field `{field}` is missing")))?;
+            value
+                .as_i64()
+                .and_then(|number| i32::try_from(number).ok())
+                .filter(|number| *number > 0)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "`{field}` must be a positive integer, found {value}"
+                    ))
+                })
+        };
+        let number = |field: &str, default: f64| -> Result<f32, LoadError> {
+            match optional(field) {
+                None => Ok(default as f32),
+                Some(value) => value
+                    .as_f64()
+                    .map(|n| n as f32)
+                    .ok_or_else(|| bad(format!("`{field}` must be a number, found {value}"))),
+            }
+        };
+
+        let hidden_size = integer("hidden_size")?;
+        let num_attention_heads = integer("num_attention_heads")?;
+        let eos_token_ids = match optional("eos_token_id") {
+            None => Vec::new(),
+            Some(serde_json::Value::Array(ids)) => ids
+                .iter()
+                .filter_map(|id| id.as_u64())
+                .map(|id| id as u32)
+                .collect(),
+            Some(id) => id.as_u64().map(|id| vec![id as u32]).ok_or_else(|| {
+                bad(format!(
+                    "`eos_token_id` must be an id or a list, found {id}"
+                ))
+            })?,
+        };
+        Ok(ModelConfig {
+            architecture,
+            vocab_size: integer("vocab_size")?,
+            hidden_size,
+            intermediate_size: integer("intermediate_size")?,
+            num_hidden_layers: integer("num_hidden_layers")?,
+            num_attention_heads,
+            num_key_value_heads: if optional("num_key_value_heads").is_some() {
+                integer("num_key_value_heads")?
+            } else {
+                num_attention_heads
+            },
+            head_dim: if optional("head_dim").is_some() {
+                integer("head_dim")?
+            } else {
+                hidden_size / num_attention_heads
+            },
+            rope_theta: number("rope_theta", 10000.0)?,
+            rms_norm_eps: number("rms_norm_eps", 1e-6)?,
+            tie_word_embeddings: optional("tie_word_embeddings")
+                .and_then(|value| value.as_bool())
+                .unwrap_or(false),
+            max_position_embeddings: if optional("max_position_embeddings").is_some() {
+                integer("max_position_embeddings")?
+            } else {
+                4096
+            },
+            eos_token_ids,
+        })
+    }
+}

@@ -1,0 +1,54 @@
+//! Reading a model's tensors from safetensors files: one `model.safetensors`, or shards listed
+//! by `model.safetensors.index.json`.
+
+use crate::LoadError;
+use mlx_rs::Array;
+use std::{collections::HashMap, path::Path};
+
+/// Every tensor of the model in `dir`, by its Hugging Face name.
+///
+/// - `dir/model.safetensors` when it exists; otherwise the shard files named in the
+///   `weight_map` of `dir/model.safetensors.index.json`, each read once.
+/// - A missing or unreadable file is `LoadError::Unreadable` naming it.
+///
+/// Book: week 1, chapter 5 (loading a model), task 2.
+pub fn load_weights(dir: &Path) -> Result<HashMap<String, Array>, LoadError> {
+    let read = |file: &Path| {
+        Array::load_safetensors(file).map_err(|error| LoadError::Unreadable {
+            path: file.to_path_buf(),
+            message: error.to_string(),
+        })
+    };
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return read(&single);
+    }
+    let index_path = dir.join("model.safetensors.index.json");
+    let unreadable = |message: String| LoadError::Unreadable {
+        path: index_path.clone(),
+        message,
+    };
+    let text = std::fs::read_to_string(&index_path).map_err(|error| {
+        unreadable(format!(
+            "{error} (and there is no model.safetensors in {})",
+            dir.display()
+        ))
+    })?;
+    let index: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|error| unreadable(format!("not valid JSON: {error}")))?;
+    let weight_map = index["weight_map"]
+        .as_object()
+        .ok_or_else(|| unreadable("no `weight_map` object".into()))?;
+    let mut shards: Vec<&str> = weight_map
+        .values()
+        .filter_map(|file| file.as_str())
+        .collect();
+    shards.sort_unstable();
+    shards.dedup();
+
+    let mut weights = HashMap::new();
+    for shard in shards {
+        weights.extend(read(&dir.join(shard))?);
+    }
+    Ok(weights)
+}
