@@ -37,6 +37,11 @@ pub const CHAPTERS: &[Chapter] = &[
         number: 5,
     },
     Chapter {
+        name: "decode",
+        week: 1,
+        number: 6,
+    },
+    Chapter {
         name: "sampling",
         week: 1,
         number: 7,

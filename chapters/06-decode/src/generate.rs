@@ -1,0 +1,53 @@
+//! The decode loop: run the model, pick the most likely token, stream its text, stop.
+
+use crate::{DecodeError, StreamingDetokenizer, Tokenizer};
+use load::Model;
+use mlx_rs::{error::Exception, ops, ops::indexing::IndexOp, Array};
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The model chose an end-of-sequence token (not included in the output).
+    Eos,
+    /// `max_new_tokens` tokens were generated.
+    MaxTokens,
+    /// The text reached one of the stop strings (not included in the text).
+    StopString,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GenerationOptions {
+    pub max_new_tokens: usize,
+    /// Generation stops as soon as the text contains one of these.
+    pub stop_strings: Vec<String>,
+    /// Never choose an end-of-sequence token (Hugging Face's `min_new_tokens`).
+    pub ignore_eos: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    /// Every generated token, the one that completed a stop string included.
+    pub tokens: Vec<u32>,
+    /// Their text, cut before the stop string.
+    pub text: String,
+    pub stop_reason: StopReason,
+}
+
+/// Generates greedily after `prompt`, streaming the new text through `on_text` as it completes.
+///
+/// - No KV cache yet (week 2): each step runs the model on the whole sequence so far and takes the
+///   argmax of the last position's logits.
+/// - Stops on an EOS id of the model's config (unless `ignore_eos`, which masks every EOS id to
+///   -inf), after `max_new_tokens`, or when the text contains a stop string, even one spanning
+///   several tokens. Neither the EOS token nor the stop string is streamed or in `text`.
+///
+/// Book: week 1, chapter 6 (decoding), task 4.
+pub fn generate_greedy(
+    model: &Model,
+    tokenizer: &Tokenizer,
+    prompt: &[u32],
+    options: &GenerationOptions,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Generation, DecodeError> {
+    todo!("chapter 6, task 4: run the model on the whole sequence, argmax, stream, stop on EOS, max tokens or a stop string")
+}
