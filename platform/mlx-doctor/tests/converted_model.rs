@@ -3,24 +3,14 @@
 //! quantized tensor with MLX must give back the float32 tensor bit for bit.
 
 use mlx_rs::{ops, Array, Dtype};
-use std::{collections::HashMap, path::PathBuf};
-
-fn model_dir(name: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(name);
-    if dir.join("model.safetensors").is_file() {
-        return Some(dir);
-    }
-    eprintln!("skipped: models/{name} is absent; run `cargo xtask models fetch` first (check-solutions and CI always do)");
-    None
-}
+use std::collections::HashMap;
+use test_support::fetched_model_dir;
 
 #[test]
 fn quantized_smollm2_dequantizes_exactly_to_the_float32_model() {
     let (Some(float_dir), Some(quantized_dir)) = (
-        model_dir("smollm2-135m-instruct"),
-        model_dir("smollm2-135m-instruct-4bit"),
+        fetched_model_dir("smollm2-135m-instruct"),
+        fetched_model_dir("smollm2-135m-instruct-4bit"),
     ) else {
         return;
     };
