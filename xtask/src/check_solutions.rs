@@ -16,7 +16,7 @@ pub fn run() -> Result<()> {
 
     // Tests that need the built-in model skip without it; here they must run.
     eprintln!("== the built-in model");
-    models::fetch_default()?;
+    models::ready_model_dir(None)?;
 
     eprintln!("== platform tests (MLX bridge, test support, xtask)");
     let mut platform = cargo::command();

@@ -8,6 +8,7 @@ mod chapters;
 mod check_solutions;
 mod doctor;
 mod models;
+mod run;
 mod test;
 mod test_runner;
 
@@ -46,6 +47,17 @@ enum Command {
     },
     /// Fetch and convert models (the built-in SmolLM2, or one from models/models.toml).
     Models(models::ModelsArgs),
+    /// Generate text with the engine (built from the solutions, or from your chapters with --mine).
+    ///
+    /// Everything after the options goes to the engine: `cargo xtask run -- --help` lists it.
+    Run {
+        /// Build the engine from your chapters instead of the solutions.
+        #[arg(long)]
+        mine: bool,
+        /// Engine arguments, like --prompt TEXT --max-new-tokens 32 --show-stats.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -66,5 +78,6 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Test(args) => test::run(args),
         Command::CheckSolutions => check_solutions::run(),
         Command::Book { serve, port } => book::run(serve, port),
+        Command::Run { mine, args } => run::run(mine, args),
     }
 }

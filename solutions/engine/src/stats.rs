@@ -1,0 +1,66 @@
+//! Timing a generation: time to first token, prefill and decode speeds.
+
+use decode::{Generation, StopReason};
+use std::time::{Duration, Instant};
+
+/// Without a KV cache every step reruns the whole sequence, so "prefill" is the first step (the
+/// prompt alone) and "decode" the steps after it.
+pub struct Stats {
+    prompt_tokens: usize,
+    started: Instant,
+    first_token: Option<Duration>,
+    last_token: Duration,
+    /// Tokens chosen, an EOS that ended generation included.
+    chosen: usize,
+}
+
+impl Stats {
+    pub fn start(prompt_tokens: usize) -> Self {
+        Stats {
+            prompt_tokens,
+            started: Instant::now(),
+            first_token: None,
+            last_token: Duration::ZERO,
+            chosen: 0,
+        }
+    }
+
+    /// Call once a token has been chosen: MLX is lazy, so choosing one is when the model runs.
+    pub fn token_chosen(&mut self) {
+        let now = self.started.elapsed();
+        self.first_token.get_or_insert(now);
+        self.last_token = now;
+        self.chosen += 1;
+    }
+
+    pub fn report(&self, generation: &Generation) -> String {
+        let stop = match generation.stop_reason {
+            StopReason::Eos => "end of sequence",
+            StopReason::MaxTokens => "max new tokens",
+            StopReason::StopString => "stop string",
+        };
+        let mut lines = vec![
+            format!("prompt tokens:       {}", self.prompt_tokens),
+            format!("generated tokens:    {}", generation.tokens.len()),
+            format!("stop reason:         {stop}"),
+        ];
+        if let Some(first) = self.first_token {
+            let decode = self.last_token - first;
+            lines.push(format!(
+                "time to first token: {:.1} ms",
+                first.as_secs_f64() * 1e3
+            ));
+            lines.push(format!(
+                "prefill:             {:.1} tok/s",
+                self.prompt_tokens as f64 / first.as_secs_f64()
+            ));
+            if self.chosen > 1 {
+                lines.push(format!(
+                    "decode:              {:.1} tok/s",
+                    (self.chosen - 1) as f64 / decode.as_secs_f64()
+                ));
+            }
+        }
+        lines.join("\n")
+    }
+}
