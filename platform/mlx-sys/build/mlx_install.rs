@@ -154,8 +154,13 @@ fn cache_dir(out_dir: &Path) -> PathBuf {
     target_dir.join("mlx")
 }
 
+/// The Python whose pip downloads and unpacks wheels: `PYTHON`, else `python3`.
+fn python() -> String {
+    env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 fn download_wheel(backend: Backend, downloads: &Path) -> Result<PathBuf> {
-    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python();
     prerequisites::check_pip(&python)?;
     let requirements = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("requirements")
@@ -212,7 +217,7 @@ fn download_wheel(backend: Backend, downloads: &Path) -> Result<PathBuf> {
 /// Unpacks into a temporary sibling and renames it into place, so an interrupted build never
 /// leaves a cache entry that looks complete.
 fn unpack_wheel(wheel: &Path, unpacked: &Path, target: &Target) -> Result<()> {
-    let python = env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let python = python();
     let staging = unpacked.with_extension(format!("partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     let failed = |what: String| Failure::new(what, "delete the cache folder and build again");
