@@ -1,7 +1,7 @@
 //! The decode loop: run the model, choose the next token, stream its text, stop.
 
 use crate::{DecodeError, StreamingDetokenizer, Tokenizer};
-use load::Model;
+use load::{Model, ModelConfig};
 use mlx_rs::{error::Exception, ops, ops::indexing::IndexOp, Array};
 
 /// Why generation ended.
@@ -33,6 +33,28 @@ pub struct Generation {
     pub stop_reason: StopReason,
 }
 
+/// What [`generate`] needs from a model: the scores of the token after a sequence.
+///
+/// Chapter 5's [`Model`] reruns the whole sequence at every step; chapter 8's cached model runs
+/// only the tokens it has not seen yet.
+pub trait LanguageModel {
+    fn config(&self) -> &ModelConfig;
+    /// The logits `[V]` of the token after `sequence` (the prompt and every token chosen so far).
+    fn next_token_logits(&mut self, sequence: &[u32]) -> Result<Array, DecodeError>;
+}
+
+/// Given: no cache, so every step runs the model on the whole sequence so far.
+impl LanguageModel for Model {
+    fn config(&self) -> &ModelConfig {
+        Model::config(self)
+    }
+
+    fn next_token_logits(&mut self, sequence: &[u32]) -> Result<Array, DecodeError> {
+        let input = Array::from_slice(sequence, &[1, sequence.len() as i32]); // [1, L] uint32
+        Ok(self.forward(&input)?.index((0, -1))) // [V]
+    }
+}
+
 /// Chooses the next token from the last position's logits `[V]` and the tokens so far (prompt
 /// included): [`greedy`], or chapter 7's sampler.
 pub type NextToken<'a> = dyn FnMut(&Array, &[u32]) -> Result<u32, DecodeError> + 'a;
@@ -49,9 +71,9 @@ pub fn greedy(logits: &Array, _tokens: &[u32]) -> Result<u32, DecodeError> {
 /// Generates after `prompt`, choosing each token with `next_token`, streaming the new text
 /// through `on_text` as it completes.
 ///
-/// - No KV cache yet (week 2): each step runs the model on the whole sequence so far and passes
-///   the last position's logits `[V]` to `next_token`, with the tokens so far (prompt included);
-///   [`greedy`] takes the argmax, chapter 7's sampler draws from them.
+/// - Each step asks `model` for the next token's logits `[V]` (see [`LanguageModel`]) and passes
+///   them to `next_token`, with the tokens so far (prompt included); [`greedy`] takes the argmax,
+///   chapter 7's sampler draws from them.
 /// - Stops on an EOS id of the model's config (unless `ignore_eos`, which masks every EOS id to
 ///   -inf before `next_token` sees the logits), after `max_new_tokens`, or when the text contains a
 ///   stop string, even one spanning several tokens. Neither the EOS token nor the stop string is
@@ -59,12 +81,12 @@ pub fn greedy(logits: &Array, _tokens: &[u32]) -> Result<u32, DecodeError> {
 ///
 /// Book: week 1, chapter 6 (decoding), task 4.
 pub fn generate(
-    model: &Model,
+    model: &mut dyn LanguageModel,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     options: &GenerationOptions,
     next_token: &mut NextToken<'_>,
     on_text: &mut dyn FnMut(&str),
 ) -> Result<Generation, DecodeError> {
-    todo!("chapter 6, task 4: run the model on the whole sequence, mask EOS if asked, call next_token, stream, stop on EOS, max tokens or a stop string")
+    todo!("chapter 6, task 4: ask the model for the next token's logits, mask EOS if asked, call next_token, stream, stop on EOS, max tokens or a stop string")
 }

@@ -244,7 +244,7 @@ fn task_3_streaming_never_splits_a_character(#[case] model: &str, #[case] text: 
 
 /// Runs `generate` with `greedy` and checks that the streamed chunks add up to the returned text.
 fn generate_greedy(
-    model: &Model,
+    model: &mut Model,
     tokenizer: &Tokenizer,
     prompt: &[u32],
     options: &GenerationOptions,
@@ -282,11 +282,11 @@ fn options(max_new_tokens: usize, ignore_eos: bool) -> GenerationOptions {
 #[case::qwen3("qwen3-tiny")]
 fn task_4_greedy_matches_transformers(#[case] model_name: &str, #[values(1, 2)] sequence: u32) {
     let dir = fixture_path(model_name);
-    let (model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
+    let (mut model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
     let reference = load_fixture(&format!("{model_name}/reference.safetensors"));
     let prompt = ids(&reference[&format!("seq{sequence}.tokens")]);
     let expected = ids(&reference[&format!("seq{sequence}.greedy_continuation")]);
-    let generation = generate_greedy(&model, &tokenizer, &prompt, &options(16, true));
+    let generation = generate_greedy(&mut model, &tokenizer, &prompt, &options(16, true));
     assert_eq!(
         generation.tokens, expected,
         "{model_name}, seq{sequence}: greedy continuation"
@@ -301,16 +301,17 @@ fn task_4_greedy_matches_transformers(#[case] model_name: &str, #[values(1, 2)] 
 #[test]
 fn task_4_next_token_chooses_and_sees_the_sequence() {
     let dir = fixture_path("llama-tiny");
-    let (model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
+    let (mut model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
     let reference = load_fixture("llama-tiny/reference.safetensors");
     let prompt = ids(&reference["seq1.tokens"]);
     // Any chooser works: this one repeats one token (not EOS), and checks what it is given.
     let chosen = ids(&reference["seq1.greedy_continuation"])[0];
     let mut expected_sequence = prompt.clone();
+    let vocab_size = model.config().vocab_size;
     let mut choose = |logits: &Array, tokens: &[u32]| -> Result<u32, DecodeError> {
         assert_eq!(
             logits.shape(),
-            [model.config().vocab_size],
+            [vocab_size],
             "next_token gets the last position's logits [V]"
         );
         assert_eq!(
@@ -322,7 +323,7 @@ fn task_4_next_token_chooses_and_sees_the_sequence() {
     };
     let generation = ok(
         generate(
-            &model,
+            &mut model,
             &tokenizer,
             &prompt,
             &options(3, true),
@@ -342,14 +343,14 @@ fn task_4_smollm2_greedy_matches_transformers() {
     let Some(dir) = fetched_model_dir(SMOLLM2) else {
         return;
     };
-    let (model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
+    let (mut model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
     let reference = load_fixture("smollm2/reference.safetensors");
     // Prompts 0 and 5: where the reference suppressed EOS (steps 29 and 22), so these also check
     // that `ignore_eos` masks it.
     for prompt in [0, 5] {
         let tokens = ids(&reference[&format!("prompt{prompt}.tokens")]);
         let expected = ids(&reference[&format!("prompt{prompt}.greedy_continuation")]);
-        let generation = generate_greedy(&model, &tokenizer, &tokens, &options(32, true));
+        let generation = generate_greedy(&mut model, &tokenizer, &tokens, &options(32, true));
         assert_eq!(
             generation.tokens, expected,
             "SmolLM2 prompt {prompt}: greedy continuation"
@@ -362,12 +363,12 @@ fn task_4_smollm2_stops_at_eos() {
     let Some(dir) = fetched_model_dir(SMOLLM2) else {
         return;
     };
-    let (model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
+    let (mut model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
     let reference = load_fixture("smollm2/reference.safetensors");
     // Prompt 5: without suppression, transformers' argmax was EOS (id 2) at step 22.
     let tokens = ids(&reference["prompt5.tokens"]);
     let expected = ids(&reference["prompt5.greedy_continuation"]);
-    let generation = generate_greedy(&model, &tokenizer, &tokens, &options(100, false));
+    let generation = generate_greedy(&mut model, &tokenizer, &tokens, &options(100, false));
     assert_eq!(generation.stop_reason, StopReason::Eos);
     assert_eq!(
         generation.tokens,
@@ -384,11 +385,11 @@ fn task_4_tiny_models_stop_at_max_tokens(#[case] model_name: &str) {
     // The tiny models never chose EOS along their greedy paths (models/fixtures/README.md), so
     // without `ignore_eos` they run to `max_new_tokens` with the same tokens.
     let dir = fixture_path(model_name);
-    let (model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
+    let (mut model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
     let reference = load_fixture(&format!("{model_name}/reference.safetensors"));
     let prompt = ids(&reference["seq2.tokens"]);
     let expected = ids(&reference["seq2.greedy_continuation"]);
-    let generation = generate_greedy(&model, &tokenizer, &prompt, &options(10, false));
+    let generation = generate_greedy(&mut model, &tokenizer, &prompt, &options(10, false));
     assert_eq!(generation.stop_reason, StopReason::MaxTokens);
     assert_eq!(generation.tokens, expected[..10]);
 }
@@ -399,7 +400,7 @@ fn task_4_tiny_models_stop_at_max_tokens(#[case] model_name: &str) {
 #[case::qwen3("qwen3-tiny")]
 fn task_4_stop_string_spanning_tokens(#[case] model_name: &str) {
     let dir = fixture_path(model_name);
-    let (model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
+    let (mut model, tokenizer) = (model_at(&dir), tokenizer_at(&dir));
     let reference = load_fixture(&format!("{model_name}/reference.safetensors"));
     let prompt = ids(&reference["seq1.tokens"]);
     let continuation = ids(&reference["seq1.greedy_continuation"]);
@@ -428,7 +429,7 @@ fn task_4_stop_string_spanning_tokens(#[case] model_name: &str) {
         stop_strings: vec!["never generated \u{1F642}".into(), stop.clone()],
         ignore_eos: true,
     };
-    let generation = generate_greedy(&model, &tokenizer, &prompt, &options);
+    let generation = generate_greedy(&mut model, &tokenizer, &prompt, &options);
     assert_eq!(
         generation.stop_reason,
         StopReason::StopString,

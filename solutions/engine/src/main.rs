@@ -105,7 +105,7 @@ fn run(args: Args) -> Result<()> {
             dir.display()
         );
     }
-    let model =
+    let mut model =
         Model::load(dir).with_context(|| format!("cannot load the model in {}", dir.display()))?;
     let tokenizer = Tokenizer::load(dir)?;
 
@@ -133,7 +133,7 @@ fn run(args: Args) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     let mut write_error = None;
     let generation = generate(
-        &model,
+        &mut model,
         &tokenizer,
         &prompt,
         &options,

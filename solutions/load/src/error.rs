@@ -21,6 +21,9 @@ pub enum LoadError {
         found: Vec<i32>,
         expected: Vec<i32>,
     },
+    /// Chapter 9: a quantization that does not fit the model (bits, group size).
+    #[error("{0}")]
+    Quantization(String),
     #[error("MLX: {0}")]
     Mlx(#[from] mlx_rs::error::Exception),
 }

@@ -1,0 +1,108 @@
+//! The attention layer of week 1, now with a KV cache: the new tokens' keys and values join the
+//! cached ones, and the new queries attend over all of them.
+
+use crate::{KvCache, Linear};
+use gqa_solution::{scaled_dot_product_attention_grouped, Mask};
+use mlx_rs::{
+    error::{Exception, Result},
+    fast, Array,
+};
+use rmsnorm_mlp_solution::AttentionConfig;
+use rope_solution::{Offset, RoPE};
+
+/// The projections of an attention layer (HF names `self_attn.{q,k,v,o}_proj`; a projection's bias,
+/// Qwen2's, is part of its [`Linear`]), and Qwen3's per-head norms.
+///
+/// Book: week 2, chapter 8 (the KV cache), task 3.
+pub struct AttentionLayers {
+    /// `[H_q * D, E]`.
+    pub q_proj: Box<dyn Linear>,
+    /// `[H_kv * D, E]`.
+    pub k_proj: Box<dyn Linear>,
+    /// `[H_kv * D, E]`.
+    pub v_proj: Box<dyn Linear>,
+    /// `[E, H_q * D]`.
+    pub o_proj: Box<dyn Linear>,
+    /// Qwen3 only: `[D]` (`self_attn.q_norm.weight`).
+    pub q_norm: Option<Array>,
+    /// Qwen3 only: `[D]` (`self_attn.k_norm.weight`).
+    pub k_norm: Option<Array>,
+}
+
+/// Self-attention over the cached positions and the new ones.
+///
+/// Book: week 2, chapter 8 (the KV cache), task 3.
+pub struct CachedAttention {
+    config: AttentionConfig,
+    layers: AttentionLayers,
+    rope: RoPE,
+}
+
+impl CachedAttention {
+    /// Given.
+    pub fn new(config: AttentionConfig, layers: AttentionLayers) -> Self {
+        let rope = RoPE::new(config.head_dim, config.rope_theta, false);
+        CachedAttention {
+            config,
+            layers,
+            rope,
+        }
+    }
+
+    pub fn layers(&self) -> &AttentionLayers {
+        &self.layers
+    }
+
+    /// - `x`: `[B, L, E]`, the normalized residual stream of `L` new tokens, which sit at
+    ///   positions `cache.offset()..cache.offset() + L`.
+    /// - Projects q, k, v (and applies Qwen3's norms) as in chapter 3, rotates q and k at those
+    ///   positions, appends k and v to `cache`, and attends over every cached position: each new
+    ///   token sees the cached ones and the new ones up to itself.
+    /// - Returns `[B, L, E]`.
+    ///
+    /// Book: week 2, chapter 8 (the KV cache), task 3.
+    pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+        let &[batch, length, _] = x.shape() else {
+            return Err(Exception::custom(format!(
+                "attention expects x of shape [B, L, E], got {:?}",
+                x.shape()
+            )));
+        };
+        let AttentionConfig {
+            num_heads,
+            num_kv_heads,
+            head_dim,
+            rms_norm_eps,
+            ..
+        } = self.config;
+        let layers = &self.layers;
+        // [B, L, E] -> [B, L, H, D]
+        let split_heads = |projection: &dyn Linear, heads: i32| {
+            projection
+                .forward(x)?
+                .reshape(&[batch, length, heads, head_dim])
+        };
+        let mut q = split_heads(layers.q_proj.as_ref(), num_heads)?; // [B, L, H_q, D]
+        let mut k = split_heads(layers.k_proj.as_ref(), num_kv_heads)?; // [B, L, H_kv, D]
+        let v = split_heads(layers.v_proj.as_ref(), num_kv_heads)?; // [B, L, H_kv, D]
+        if let Some(norm) = &layers.q_norm {
+            q = fast::rms_norm(&q, Some(norm), rms_norm_eps)?;
+        }
+        if let Some(norm) = &layers.k_norm {
+            k = fast::rms_norm(&k, Some(norm), rms_norm_eps)?;
+        }
+        let offset = Offset::Start(cache.offset());
+        let q = self.rope.apply(&q, offset)?.swap_axes(1, 2)?; // [B, H_q, L, D]
+        let k = self.rope.apply(&k, offset)?.swap_axes(1, 2)?; // [B, H_kv, L, D]
+        let v = v.swap_axes(1, 2)?; // [B, H_kv, L, D]
+
+        let (k, v) = cache.update_and_fetch(&k, &v)?; // [B, H_kv, S, D], S = offset + L
+        // One new token sees everything; several see the cache and the new ones up to themselves.
+        let mask = if length > 1 { Mask::Causal } else { Mask::None };
+        let out = scaled_dot_product_attention_grouped(&q, &k, &v, None, mask)?; // [B, H_q, L, D]
+        let merged = out
+            .swap_axes(1, 2)? // [B, L, H_q, D]
+            .reshape(&[batch, length, num_heads * head_dim])?; // [B, L, H_q * D]
+        layers.o_proj.forward(&merged) // [B, L, E]
+    }
+}

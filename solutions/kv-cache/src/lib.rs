@@ -1,0 +1,12 @@
+//! Reference solution of week 2, chapter 8: the KV cache, the model that uses it, and generation
+//! with one prefill.
+mod attention;
+mod cache;
+mod generate;
+mod linear;
+mod model;
+pub use attention::*;
+pub use cache::*;
+pub use generate::*;
+pub use linear::*;
+pub use model::*;
