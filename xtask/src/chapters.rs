@@ -46,6 +46,16 @@ pub const CHAPTERS: &[Chapter] = &[
         week: 1,
         number: 7,
     },
+    Chapter {
+        name: "kv-cache",
+        week: 2,
+        number: 8,
+    },
+    Chapter {
+        name: "quantized-matmul",
+        week: 2,
+        number: 9,
+    },
 ];
 
 impl Chapter {

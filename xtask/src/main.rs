@@ -2,6 +2,7 @@
 //! It never links MLX itself, so it builds in seconds and can explain a broken setup.
 
 mod api_check;
+mod bench;
 mod book;
 mod cargo;
 mod chapters;
@@ -45,6 +46,10 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         port: u16,
     },
+    /// Measure the engine: `kv-cache` (decode speed with and without the cache).
+    ///
+    /// Options after the name go to the benchmark: `cargo xtask bench kv-cache -- --help` lists them.
+    Bench(bench::BenchArgs),
     /// Fetch and convert models (the built-in SmolLM2, or one from models/models.toml).
     Models(models::ModelsArgs),
     /// Generate text with the engine (built from the solutions, or from your chapters with --mine).
@@ -75,6 +80,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Doctor { bench } => doctor::run(bench),
         Command::Models(args) => models::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
         Command::CheckSolutions => check_solutions::run(),
         Command::Book { serve, port } => book::run(serve, port),

@@ -34,12 +34,18 @@ pub fn run(mine: bool, mut engine_args: Vec<String>) -> Result<()> {
     if !has("--prompt") && !has("--message") && !has("--help") && !has("-h") {
         engine_args.extend(["--chat", "--prompt", EXAMPLE_PROMPT].map(String::from));
     }
+    run_engine_binary("tiny-llm", mine, &engine_args)
+}
+
+/// Builds (release) and runs one of the engine's binaries, on the solutions or, with `mine`, on
+/// your chapters.
+pub fn run_engine_binary(binary: &str, mine: bool, args: &[String]) -> Result<()> {
     let mut command = cargo::command();
-    command.args(["run", "--quiet", "--release", "--package", "engine"]);
+    command.args(["run", "--quiet", "--release", "--package", "engine", "--bin", binary]);
     if !mine {
-        command.args(["--features", "decode/solution,sampling/solution"]);
+        command.args(["--features", "solutions"]);
     }
-    command.arg("--").args(&engine_args);
+    command.arg("--").args(args);
     let status = command
         .status()
         .context("could not start cargo to run the engine")?;

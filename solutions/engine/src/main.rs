@@ -1,11 +1,15 @@
-//! `tiny-llm`: load a model, tokenize the prompt, generate with the sampler, stream the text.
-//! Run it with `cargo xtask run` (the solutions) or `cargo xtask run --mine` (your chapters).
+//! `tiny-llm`: load a model, tokenize the prompt, generate with the KV cache and the sampler,
+//! stream the text. Run it with `cargo xtask run` (the solutions) or `cargo xtask run --mine`
+//! (your chapters).
 
 mod stats;
+mod unfinished;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use decode::{generate, GenerationOptions, Message, Model, Tokenizer};
+use decode::{generate, GenerationOptions, Message, Tokenizer};
+use kv_cache::CachedModel;
+use quantized_matmul::{load_model, weight_bytes, Kernel, Quantization};
 use sampling::{Sampler, SamplingParams};
 use stats::Stats;
 use std::{
@@ -52,9 +56,16 @@ struct Args {
     /// Stop when the text contains this (repeatable; the stop string is not printed).
     #[arg(long = "stop", value_name = "TEXT")]
     stop_strings: Vec<String>,
-    /// A model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer.json).
+    /// A model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer.json),
+    /// float or MLX-quantized.
     #[arg(long, value_name = "DIR", default_value_os_t = default_model_path())]
     model_path: PathBuf,
+    /// Quantize a float model's linear layers as it loads: none, int4 or int8.
+    #[arg(long, default_value = "none")]
+    quantization: Quantization,
+    /// Weights per scale and bias with --quantization: 32, 64 or 128, dividing every layer's input size.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    quant_group_size: i32,
     /// Print token counts, the stop reason and speeds to stderr.
     #[arg(long)]
     show_stats: bool,
@@ -78,7 +89,15 @@ fn parse_message(text: &str) -> Result<Message, String> {
     }
 }
 
+/// The solutions run on MLX's fused quantized kernel; `--mine` on your chapter 9 code.
+const KERNEL: Kernel = if cfg!(feature = "solutions") {
+    Kernel::Mlx
+} else {
+    Kernel::Course
+};
+
 fn main() {
+    unfinished::explain_todo_panics();
     if let Err(error) = run(Args::parse()) {
         // The chain of contexts reads as one sentence; a backtrace would only bury it.
         eprintln!("error: {error:#}");
@@ -105,8 +124,8 @@ fn run(args: Args) -> Result<()> {
             dir.display()
         );
     }
-    let mut model =
-        Model::load(dir).with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    let model = load_model(dir, args.quantization, args.quant_group_size, KERNEL)
+        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
     let tokenizer = Tokenizer::load(dir)?;
 
     let mut messages = args.messages;
@@ -132,8 +151,9 @@ fn run(args: Args) -> Result<()> {
     let mut stats = Stats::start(prompt.len());
     let mut stdout = std::io::stdout().lock();
     let mut write_error = None;
+    let mut cached = CachedModel::new(&model);
     let generation = generate(
-        &mut model,
+        &mut cached,
         &tokenizer,
         &prompt,
         &options,
@@ -156,7 +176,11 @@ fn run(args: Args) -> Result<()> {
     }
     writeln!(stdout).context("cannot write to stdout")?;
     if args.show_stats {
-        eprintln!("{}", stats.report(&generation));
+        let cache_bytes = cached.cache().iter().map(|layer| layer.nbytes()).sum();
+        eprintln!(
+            "{}",
+            stats.report(&generation, &weight_bytes(&model), cache_bytes)
+        );
     }
     Ok(())
 }

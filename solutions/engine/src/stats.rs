@@ -1,10 +1,11 @@
-//! Timing a generation: time to first token, prefill and decode speeds.
+//! Timing a generation: time to first token, prefill and decode speeds; and its memory.
 
 use decode::{Generation, StopReason};
+use quantized_matmul::WeightBytes;
 use std::time::{Duration, Instant};
 
-/// Without a KV cache every step reruns the whole sequence, so "prefill" is the first step (the
-/// prompt alone) and "decode" the steps after it.
+/// "Prefill" is the first step (the whole prompt through the model), "decode" the steps after it
+/// (one token each, against the KV cache).
 pub struct Stats {
     prompt_tokens: usize,
     started: Instant,
@@ -33,7 +34,12 @@ impl Stats {
         self.chosen += 1;
     }
 
-    pub fn report(&self, generation: &Generation) -> String {
+    pub fn report(
+        &self,
+        generation: &Generation,
+        weights: &WeightBytes,
+        cache_bytes: usize,
+    ) -> String {
         let stop = match generation.stop_reason {
             StopReason::Eos => "end of sequence",
             StopReason::MaxTokens => "max new tokens",
@@ -61,6 +67,16 @@ impl Stats {
                 ));
             }
         }
+        let megabytes = |bytes: usize| bytes as f64 / 1e6;
+        lines.push(format!(
+            "linear weights:      {:.1} MB in memory ({:.1} MB at float32)",
+            megabytes(weights.in_memory),
+            megabytes(weights.float32)
+        ));
+        lines.push(format!(
+            "KV cache:            {:.1} MB",
+            megabytes(cache_bytes)
+        ));
         lines.join("\n")
     }
 }

@@ -1,14 +1,14 @@
 //! The attention layer of week 1, now with a KV cache: the new tokens' keys and values join the
 //! cached ones, and the new queries attend over all of them.
 
-use crate::{KvCache, Linear};
+use crate::{LayerCache, Linear};
 use gqa_solution::{scaled_dot_product_attention_grouped, Mask};
 use mlx_rs::{
     error::{Exception, Result},
     fast, Array,
 };
 use rmsnorm_mlp_solution::AttentionConfig;
-use rope_solution::{Offset, RoPE};
+use rope_solution::RoPE;
 
 /// The projections of an attention layer (HF names `self_attn.{q,k,v,o}_proj`; a projection's bias,
 /// Qwen2's, is part of its [`Linear`]), and Qwen3's per-head norms.
@@ -53,15 +53,16 @@ impl CachedAttention {
         &self.layers
     }
 
-    /// - `x`: `[B, L, E]`, the normalized residual stream of `L` new tokens, which sit at
-    ///   positions `cache.offset()..cache.offset() + L`.
-    /// - Projects q, k, v (and applies Qwen3's norms) as in chapter 3, rotates q and k at those
-    ///   positions, appends k and v to `cache`, and attends over every cached position: each new
-    ///   token sees the cached ones and the new ones up to itself.
+    /// - `x`: `[B, L, E]`, the normalized residual stream of `L` new tokens, which start at
+    ///   `cache.positions()`.
+    /// - Projects q, k, v (and applies Qwen3's norms) as in chapter 3, rotates q and k at their
+    ///   positions, appends k and v to `cache`, and attends over every cached position with the
+    ///   cache's mask (or, when it has none, the causal rule): each new token sees the cached ones
+    ///   and the new ones up to itself.
     /// - Returns `[B, L, E]`.
     ///
     /// Book: week 2, chapter 8 (the KV cache), task 3.
-    pub fn forward(&self, x: &Array, cache: &mut KvCache) -> Result<Array> {
+    pub fn forward(&self, x: &Array, cache: &mut dyn LayerCache) -> Result<Array> {
         let &[batch, length, _] = x.shape() else {
             return Err(Exception::custom(format!(
                 "attention expects x of shape [B, L, E], got {:?}",
@@ -91,14 +92,19 @@ impl CachedAttention {
         if let Some(norm) = &layers.k_norm {
             k = fast::rms_norm(&k, Some(norm), rms_norm_eps)?;
         }
-        let offset = Offset::Start(cache.offset());
-        let q = self.rope.apply(&q, offset)?.swap_axes(1, 2)?; // [B, H_q, L, D]
-        let k = self.rope.apply(&k, offset)?.swap_axes(1, 2)?; // [B, H_kv, L, D]
+        let q = self.rope.apply(&q, cache.positions())?.swap_axes(1, 2)?; // [B, H_q, L, D]
+        let k = self.rope.apply(&k, cache.positions())?.swap_axes(1, 2)?; // [B, H_kv, L, D]
         let v = v.swap_axes(1, 2)?; // [B, H_kv, L, D]
 
-        let (k, v) = cache.update_and_fetch(&k, &v)?; // [B, H_kv, S, D], S = offset + L
-        // One new token sees everything; several see the cache and the new ones up to themselves.
-        let mask = if length > 1 { Mask::Causal } else { Mask::None };
+        let (k, v) = cache.update_and_fetch(&k, &v)?; // [B, H_kv, S, D], S = cached + L
+        let cache_mask = cache.mask(length)?;
+        let mask = match &cache_mask {
+            Some(mask) => Mask::Array(mask),
+            // One new token sees every key; several see the cached ones and the new ones up to
+            // themselves.
+            None if length > 1 => Mask::Causal,
+            None => Mask::None,
+        };
         let out = scaled_dot_product_attention_grouped(&q, &k, &v, None, mask)?; // [B, H_q, L, D]
         let merged = out
             .swap_axes(1, 2)? // [B, L, H_q, D]

@@ -3,10 +3,12 @@
 mod attention;
 mod cache;
 mod generate;
+mod layer_cache;
 mod linear;
 mod model;
 pub use attention::*;
 pub use cache::*;
 pub use generate::*;
+pub use layer_cache::*;
 pub use linear::*;
 pub use model::*;

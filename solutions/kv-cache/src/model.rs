@@ -1,7 +1,7 @@
 //! The week-2 model: chapter 5's model with a KV cache per layer, and linear layers that may be
 //! dense or quantized (chapter 9).
 
-use crate::{AttentionLayers, CachedAttention, DenseLinear, KvCache, Linear};
+use crate::{AttentionLayers, CachedAttention, DenseLinear, KvCache, LayerCache, Linear};
 use load_solution::{load_weights, LoadError, ModelConfig};
 use mlx_rs::{error::Exception, Array};
 use rmsnorm_mlp_solution::{silu, AttentionConfig, RmsNorm};
@@ -114,7 +114,7 @@ struct Block {
 }
 
 impl Block {
-    fn forward(&self, x: &Array, cache: &mut KvCache) -> mlx_rs::error::Result<Array> {
+    fn forward(&self, x: &Array, cache: &mut dyn LayerCache) -> mlx_rs::error::Result<Array> {
         let attended = self
             .attention
             .forward(&self.input_layernorm.forward(x)?, cache)?;
@@ -266,13 +266,17 @@ impl Model {
 
     /// Runs `L` new tokens of each of `B` sequences, which continue what `cache` holds.
     ///
-    /// - `tokens`: `[B, L]` integer ids; `cache`: one [`KvCache`] per layer (from
-    ///   [`Model::new_cache`]), all at the same offset, where these tokens start.
+    /// - `tokens`: `[B, L]` integer ids; `cache`: one cache per layer (from
+    ///   [`Model::new_cache`], or chapter 10's batched cache), where these tokens start.
     /// - Returns the logits `[B, L, V]`, float32; the cache then holds the new tokens too.
     /// - Fails when `cache` does not have one entry per layer.
     ///
     /// Book: week 2, chapter 8 (the KV cache), task 4.
-    pub fn forward(&self, tokens: &Array, cache: &mut [KvCache]) -> mlx_rs::error::Result<Array> {
+    pub fn forward<C: LayerCache>(
+        &self,
+        tokens: &Array,
+        cache: &mut [C],
+    ) -> mlx_rs::error::Result<Array> {
         if cache.len() != self.layers.len() {
             return Err(Exception::custom(format!(
                 "the cache has {} layers, the model {}: make it with Model::new_cache",

@@ -1,0 +1,249 @@
+//! The KV cache of one attention layer for a batch of sequences of different lengths, which
+//! join and leave between steps.
+//!
+//! Rows are aligned on the right: every row's newest token is in the same column, and a shorter
+//! sequence starts later, after columns of padding that the mask hides.
+//!
+//! ```text
+//!            column: 0  1  2  3  4  5      end = 6
+//! row 0 (6 tokens):  a  b  c  d  e  f      left_padding 0, next position 6
+//! row 1 (2 tokens):  .  .  .  .  x  y      left_padding 4, next position 2
+//! ```
+
+use kv_cache_solution::{LayerCache, STEP};
+use mlx_rs::{
+    error::{Exception, Result},
+    ops,
+    ops::indexing::{IndexOp, TryIndexMutOp},
+    Array,
+};
+use rope_solution::Offset;
+
+/// One layer's keys and values for `B` sequences.
+///
+/// Book: week 2, chapter 10 (continuous batching), tasks 1 and 2.
+#[derive(Default)]
+pub struct BatchKvCache {
+    /// `[B, H_kv, capacity, D]`; `None` while the batch is empty.
+    keys: Option<Array>,
+    values: Option<Array>,
+    /// Row `b`'s columns `0..left_padding[b]` are padding.
+    left_padding: Vec<i32>,
+    /// The column the next token of every row goes to.
+    end: i32,
+    /// Row `b`'s next position, `end - left_padding[b]`: what RoPE needs.
+    positions: Vec<i32>,
+}
+
+impl BatchKvCache {
+    pub fn new() -> Self {
+        BatchKvCache::default()
+    }
+
+    /// `B`, the number of sequences.
+    pub fn len(&self) -> usize {
+        self.left_padding.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.left_padding.is_empty()
+    }
+
+    /// How many tokens each row holds.
+    pub fn lengths(&self) -> &[i32] {
+        &self.positions
+    }
+
+    /// The bytes the storage takes: keys and values at full capacity.
+    pub fn nbytes(&self) -> usize {
+        [&self.keys, &self.values]
+            .into_iter()
+            .flatten()
+            .map(Array::nbytes)
+            .sum()
+    }
+
+    fn capacity(&self) -> i32 {
+        self.keys.as_ref().map_or(0, |keys| keys.shape()[2])
+    }
+
+    fn update_positions(&mut self) {
+        self.positions = self.left_padding.iter().map(|pad| self.end - pad).collect();
+    }
+
+    /// Adds a sequence as the last row: its keys and values `[1, H_kv, n, D]` (a prefilled
+    /// [`KvCache`](kv_cache_solution::KvCache)'s `contents()`).
+    ///
+    /// - Right-aligns it with the others: when `n` is less than `end` it gets `end - n` columns
+    ///   of left padding; when it is more, every other row gets `n - end` more columns of
+    ///   padding first.
+    /// - Fails when `H_kv` or `D` differ from the rows already there.
+    ///
+    /// Book: week 2, chapter 10 (continuous batching), task 1.
+    pub fn add(&mut self, keys: &Array, values: &Array) -> Result<()> {
+        let &[1, heads, length, head_dim] = keys.shape() else {
+            return Err(Exception::custom(format!(
+                "a sequence joins the batch as [1, H_kv, n, D], got {:?}",
+                keys.shape()
+            )));
+        };
+        let (Some(batch_keys), Some(batch_values)) = (&self.keys, &self.values) else {
+            let capacity = round_up(length);
+            let pad = |new: &Array| -> Result<Array> {
+                let free = ops::zeros_dtype(&[1, heads, capacity - length, head_dim], new.dtype())?;
+                ops::concatenate(&[new.clone(), free], 2) // [1, H_kv, capacity, D]
+            };
+            self.keys = Some(pad(keys)?);
+            self.values = Some(pad(values)?);
+            self.left_padding = vec![0];
+            self.end = length;
+            self.update_positions();
+            return Ok(());
+        };
+        let shape = batch_keys.shape().to_vec(); // [B, H_kv, capacity, D]
+        if [shape[1], shape[3]] != [heads, head_dim] {
+            return Err(Exception::custom(format!(
+                "the batch holds [B, H_kv, _, D] = {shape:?}, the new sequence {:?}",
+                keys.shape()
+            )));
+        }
+        let (mut batch_keys, mut batch_values) = (batch_keys.clone(), batch_values.clone());
+        if length > self.end {
+            // Shift every row right, so that the newest columns line up with the new sequence.
+            let shift = length - self.end;
+            let shift_right = |stored: &Array| -> Result<Array> {
+                let zeros = ops::zeros_dtype(&[shape[0], heads, shift, head_dim], stored.dtype())?;
+                ops::concatenate(&[zeros, stored.clone()], 2)
+            };
+            batch_keys = shift_right(&batch_keys)?;
+            batch_values = shift_right(&batch_values)?;
+            self.left_padding.iter_mut().for_each(|pad| *pad += shift);
+            self.end = length;
+        }
+        let capacity = batch_keys.shape()[2];
+        let padding = self.end - length;
+        let row = |new: &Array| -> Result<Array> {
+            let before = ops::zeros_dtype(&[1, heads, padding, head_dim], new.dtype())?;
+            let after = ops::zeros_dtype(&[1, heads, capacity - self.end, head_dim], new.dtype())?;
+            ops::concatenate(&[before, new.clone(), after], 2) // [1, H_kv, capacity, D]
+        };
+        self.keys = Some(ops::concatenate(&[batch_keys, row(keys)?], 0)?);
+        self.values = Some(ops::concatenate(&[batch_values, row(values)?], 0)?);
+        self.left_padding.push(padding);
+        self.update_positions();
+        Ok(())
+    }
+
+    /// Removes row `index` (a finished or cancelled sequence); the rows after it move up.
+    ///
+    /// - Drops the columns that are padding in every remaining row, so memory follows the
+    ///   longest sequence still running.
+    /// - Fails when `index` is out of range.
+    ///
+    /// Book: week 2, chapter 10 (continuous batching), task 1.
+    pub fn remove(&mut self, index: usize) -> Result<()> {
+        if index >= self.len() {
+            return Err(Exception::custom(format!(
+                "cannot remove row {index} of a batch of {}",
+                self.len()
+            )));
+        }
+        self.left_padding.remove(index);
+        if self.left_padding.is_empty() {
+            *self = BatchKvCache::new();
+            return Ok(());
+        }
+        let kept: Vec<i32> = (0..self.len() as i32 + 1)
+            .filter(|&row| row != index as i32)
+            .collect();
+        let kept = Array::from_slice(&kept, &[kept.len() as i32]);
+        let trim = self.left_padding.iter().copied().min().unwrap_or(0);
+        let keep_rows = |stored: &Array| -> Result<Array> {
+            Ok(stored.take_axis(&kept, 0)?.index((.., .., trim.., ..)))
+        };
+        self.keys = self.keys.as_ref().map(keep_rows).transpose()?;
+        self.values = self.values.as_ref().map(keep_rows).transpose()?;
+        self.left_padding.iter_mut().for_each(|pad| *pad -= trim);
+        self.end -= trim;
+        self.update_positions();
+        Ok(())
+    }
+}
+
+/// The next multiple of [`STEP`] at or above `length`.
+fn round_up(length: i32) -> i32 {
+    (length + STEP - 1) / STEP * STEP
+}
+
+impl LayerCache for BatchKvCache {
+    /// Row `b`'s new tokens start at its own position.
+    fn positions(&self) -> Offset<'_> {
+        Offset::PerRow(&self.positions)
+    }
+
+    /// - `keys`, `values`: `[B, H_kv, L, D]`, `L` new tokens for every row, written at columns
+    ///   `end..end + L` (growing the storage in steps of [`STEP`] columns).
+    /// - Returns columns `0..end + L` of every row.
+    ///
+    /// Book: week 2, chapter 10 (continuous batching), task 2.
+    fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
+        let (Some(stored_keys), Some(stored_values)) = (&self.keys, &self.values) else {
+            return Err(Exception::custom(
+                "the batch is empty: add sequences before running it",
+            ));
+        };
+        let &[batch, heads, length, head_dim] = keys.shape() else {
+            return Err(Exception::custom(format!(
+                "the cache expects keys of shape [B, H_kv, L, D], got {:?}",
+                keys.shape()
+            )));
+        };
+        if batch as usize != self.len() {
+            return Err(Exception::custom(format!(
+                "the batch holds {} sequences, the new keys have {batch} rows",
+                self.len()
+            )));
+        }
+        let new_end = self.end + length;
+        if new_end > self.capacity() {
+            let extra = round_up(new_end) - self.capacity();
+            let grow = |stored: &Array| -> Result<Array> {
+                let zeros = ops::zeros_dtype(&[batch, heads, extra, head_dim], stored.dtype())?;
+                ops::concatenate(&[stored.clone(), zeros], 2)
+            };
+            let (grown_keys, grown_values) = (grow(stored_keys)?, grow(stored_values)?);
+            self.keys = Some(grown_keys);
+            self.values = Some(grown_values);
+        }
+        let (stored_keys, stored_values) = (
+            self.keys.as_mut().expect("checked above"),
+            self.values.as_mut().expect("checked above"),
+        );
+        stored_keys.try_index_mut((.., .., self.end..new_end, ..), keys)?;
+        stored_values.try_index_mut((.., .., self.end..new_end, ..), values)?;
+        let fetched = (
+            stored_keys.index((.., .., ..new_end, ..)), // [B, H_kv, end, D]
+            stored_values.index((.., .., ..new_end, ..)),
+        );
+        self.end = new_end;
+        self.update_positions();
+        Ok(fetched)
+    }
+
+    /// `[B, 1, L, S]`: `0` where row `b`'s query `i` may see column `j` (`j` is not padding,
+    /// `left_padding[b] <= j`, and not in its future, `j <= S - L + i`), `-inf` elsewhere.
+    ///
+    /// Book: week 2, chapter 10 (continuous batching), task 2.
+    fn mask(&self, queries: i32) -> Result<Option<Array>> {
+        let (batch, keys) = (self.len() as i32, self.end);
+        let columns = Array::arange::<_, i32>(0, keys, None)?.reshape(&[1, 1, 1, keys])?; // [1, 1, 1, S]
+        let query_positions = Array::arange::<_, i32>(keys - queries, keys, None)?
+            .reshape(&[1, 1, queries, 1])?; // [1, 1, L, 1]
+        let padding = Array::from_slice(&self.left_padding, &[batch, 1, 1, 1]); // [B, 1, 1, 1]
+        let visible = columns
+            .ge(&padding)?
+            .logical_and(&columns.le(&query_positions)?)?; // [B, 1, L, S]
+        let hidden = Array::from_f32(f32::NEG_INFINITY);
+        Ok(Some(ops::select(&visible, &Array::from_f32(0.0), &hidden)?))
+    }
+}
