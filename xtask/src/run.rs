@@ -31,7 +31,8 @@ pub fn run(mine: bool, mut engine_args: Vec<String>) -> Result<()> {
     if !has("--model-path") {
         models::ready_model_dir(None)?;
     }
-    if !has("--prompt") && !has("--message") && !has("--help") && !has("-h") {
+    let serving = engine_args.first().is_some_and(|arg| arg == "serve");
+    if !serving && !has("--prompt") && !has("--message") && !has("--help") && !has("-h") {
         engine_args.extend(["--chat", "--prompt", EXAMPLE_PROMPT].map(String::from));
     }
     run_engine_binary("tiny-llm", mine, &engine_args)

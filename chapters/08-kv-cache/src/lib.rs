@@ -1,1 +1,41 @@
-//! placeholder
+//! Week 2, chapter 8: the KV cache. Your code goes in `src/cache.rs` (the cache),
+//! `src/attention.rs` (attention that reads and fills it), `src/model.rs` (the model's forward
+//! pass over new tokens) and `src/generate.rs` (generation with one prefill); `src/linear.rs`,
+//! `src/layer_cache.rs` and the rest of each file are given. The tests are in
+//! `tests/kv_cache.rs`. Book: book/src/week2-08-kv-cache.md.
+//!
+//! With the `solution` feature this crate exposes the reference solution instead.
+
+// The stubs ignore their arguments until you fill them in; each file already imports what you need.
+#[cfg(not(feature = "solution"))]
+#[allow(unused_variables, unused_imports, dead_code)]
+mod attention;
+#[cfg(not(feature = "solution"))]
+#[allow(unused_variables, unused_imports, dead_code)]
+mod cache;
+#[cfg(not(feature = "solution"))]
+#[allow(unused_variables, unused_imports, dead_code)]
+mod generate;
+#[cfg(not(feature = "solution"))]
+mod layer_cache;
+#[cfg(not(feature = "solution"))]
+mod linear;
+#[cfg(not(feature = "solution"))]
+#[allow(unused_variables, unused_imports, dead_code)]
+mod model;
+// What the tests and later chapters use alongside the cached model, from the chapters it builds on.
+#[cfg(not(feature = "solution"))]
+pub use {
+    attention::*,
+    cache::*,
+    decode::{generate, greedy, DecodeError, GenerationOptions, LanguageModel, Tokenizer},
+    generate::*,
+    layer_cache::*,
+    linear::*,
+    load::{LoadError, ModelConfig},
+    model::*,
+    rmsnorm_mlp::AttentionConfig,
+};
+
+#[cfg(feature = "solution")]
+pub use kv_cache_solution::*;

@@ -2,11 +2,12 @@
 //! stream the text. Run it with `cargo xtask run` (the solutions) or `cargo xtask run --mine`
 //! (your chapters).
 
+mod serve;
 mod stats;
 mod unfinished;
 
 use anyhow::{anyhow, bail, Context, Result};
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use decode::{generate, GenerationOptions, Message, Tokenizer};
 use kv_cache::CachedModel;
 use quantized_matmul::{load_model, weight_bytes, Kernel, Quantization};
@@ -22,7 +23,10 @@ use std::{
     name = "tiny-llm",
     about = "Generate text with the engine built in this course"
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// The text to continue (or, with --chat, the user's message).
     #[arg(long)]
     prompt: Option<String>,
@@ -72,8 +76,14 @@ struct Args {
     show_stats: bool,
 }
 
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the model over HTTP: OpenAI-compatible /v1 API, /generate, /health, /metrics.
+    Serve(serve::ServeArgs),
+}
+
 /// The built-in model that `cargo xtask models fetch` writes under the workspace's models/.
-fn default_model_path() -> PathBuf {
+pub(crate) fn default_model_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
@@ -91,7 +101,7 @@ fn parse_message(text: &str) -> Result<Message, String> {
 }
 
 /// The solutions run on MLX's fused quantized kernel; `--mine` on your chapter 9 code.
-const KERNEL: Kernel = if cfg!(feature = "solutions") {
+pub(crate) const KERNEL: Kernel = if cfg!(feature = "solutions") {
     Kernel::Mlx
 } else {
     Kernel::Course
@@ -107,6 +117,9 @@ fn main() {
 }
 
 fn run(args: Args) -> Result<()> {
+    if let Some(Command::Serve(serve_args)) = args.command {
+        return serve::serve(serve_args);
+    }
     // Checked first, so that a bad flag fails before the model loads.
     let mut sampler = Sampler::new(SamplingParams {
         temperature: args.temperature,

@@ -12,3 +12,9 @@ pub use generate::*;
 pub use layer_cache::*;
 pub use linear::*;
 pub use model::*;
+// What the tests and later chapters use alongside the cached model, from the chapters it builds on.
+pub use decode_solution::{
+    generate, greedy, DecodeError, GenerationOptions, LanguageModel, Tokenizer,
+};
+pub use load_solution::{LoadError, ModelConfig};
+pub use rmsnorm_mlp_solution::AttentionConfig;

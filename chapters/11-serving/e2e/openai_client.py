@@ -1,0 +1,77 @@
+"""End-to-end check of the server with the official `openai` Python client.
+
+Run by .ci/run against `cargo xtask run serve`; by hand:
+    python3 -m pip install -r chapters/11-serving/e2e/requirements.txt
+    python3 chapters/11-serving/e2e/openai_client.py http://127.0.0.1:8000/v1
+"""
+
+import concurrent.futures
+import sys
+
+import openai
+
+base_url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000/v1"
+client = openai.OpenAI(base_url=base_url, api_key="not-needed")
+model = client.models.list().data[0].id
+question = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
+
+
+def check(condition, message):
+    if not condition:
+        sys.exit(f"FAIL: {message}")
+    print(f"ok: {message}")
+
+
+chat = client.chat.completions.create(model=model, messages=question, temperature=0, max_tokens=32)
+answer = chat.choices[0].message.content
+check("Paris" in answer, f"chat completion answers {answer!r}")
+check(chat.usage.completion_tokens > 0 and chat.usage.prompt_tokens > 0, f"usage {chat.usage}")
+
+pieces = []
+for chunk in client.chat.completions.create(
+    model=model, messages=question, temperature=0, max_tokens=32, stream=True
+):
+    if chunk.choices and chunk.choices[0].delta.content:
+        pieces.append(chunk.choices[0].delta.content)
+check("".join(pieces) == answer, "the streamed chat completion equals the whole one")
+
+completion = client.completions.create(
+    model=model, prompt="1, 2, 3, 4,", max_tokens=12, temperature=0, stop=[", 8"]
+)
+text = completion.choices[0].text
+check(
+    completion.choices[0].finish_reason == "stop" and ", 8" not in text,
+    f"completion stops before its stop string: {text!r}",
+)
+
+streamed = "".join(
+    chunk.choices[0].text
+    for chunk in client.completions.create(
+        model=model, prompt="1, 2, 3, 4,", max_tokens=12, temperature=0, stop=[", 8"], stream=True
+    )
+    if chunk.choices
+)
+check(streamed == text, "the streamed completion equals the whole one")
+
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    answers = list(
+        pool.map(
+            lambda _: client.chat.completions.create(
+                model=model, messages=question, temperature=0, max_tokens=32
+            ).choices[0].message.content,
+            range(8),
+        )
+    )
+check(all(a == answer for a in answers), "8 concurrent greedy requests give the same answer")
+
+try:
+    client.chat.completions.create(model="no-such-model", messages=question)
+    check(False, "an unknown model is refused")
+except openai.NotFoundError as error:
+    check("not served here" in str(error), "an unknown model is a 404 naming the served one")
+
+try:
+    client.chat.completions.create(model=model, messages=question, temperature=-1)
+    check(False, "a negative temperature is refused")
+except openai.BadRequestError as error:
+    check("temperature" in str(error), "a negative temperature is a 400 naming it")

@@ -1,0 +1,2 @@
+#[cfg(feature = "solution")]
+pub use serving_solution::*;

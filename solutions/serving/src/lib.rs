@@ -1,0 +1,11 @@
+//! Reference solution of week 2, chapter 11: an HTTP server in front of the scheduler. One engine
+//! thread owns the model and runs continuous batching; request handlers talk to it through
+//! channels.
+mod engine;
+mod metrics;
+mod protocol;
+mod server;
+pub use engine::*;
+pub use metrics::*;
+pub use protocol::*;
+pub use server::*;
