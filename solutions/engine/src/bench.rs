@@ -6,7 +6,13 @@ use clap::{Parser, Subcommand};
 use decode::{LanguageModel, Model as UncachedModel};
 use kv_cache::{CachedModel, Model as CachedWeights};
 use mlx_rs::{random, transforms::eval};
-use std::{path::PathBuf, time::Instant};
+use continuous_batching::{Event, Request, Scheduler, SchedulerConfig};
+use serde::Serialize;
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 #[derive(Parser)]
 #[command(name = "bench", about = "Benchmarks of the engine")]
@@ -29,6 +35,25 @@ enum Benchmark {
         #[arg(long, default_value_t = 32)]
         steps: usize,
     },
+    /// Aggregate tokens/s and per-request latency of continuous batching at several
+    /// concurrencies.
+    Batching {
+        /// A model directory.
+        #[arg(long, value_name = "DIR")]
+        model_path: PathBuf,
+        /// Numbers of requests running at once.
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 2, 4, 8, 16, 32])]
+        concurrency: Vec<usize>,
+        /// Prompt tokens of each request.
+        #[arg(long, default_value_t = 64)]
+        prompt_tokens: usize,
+        /// Tokens each request generates.
+        #[arg(long, default_value_t = 32)]
+        new_tokens: usize,
+        /// Also write the results as JSON here (for `cargo xtask bench batching`'s plot).
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -45,6 +70,19 @@ fn run(args: Args) -> Result<()> {
             prompt_lengths,
             steps,
         } => kv_cache_bench(&model_path, &prompt_lengths, steps),
+        Benchmark::Batching {
+            model_path,
+            concurrency,
+            prompt_tokens,
+            new_tokens,
+            json,
+        } => batching_bench(
+            &model_path,
+            &concurrency,
+            prompt_tokens,
+            new_tokens,
+            json.as_deref(),
+        ),
     }
 }
 
@@ -63,7 +101,7 @@ fn seconds_per_step(model: &mut dyn LanguageModel, prompt: &[u32], steps: usize)
     Ok(started.elapsed().as_secs_f64() / steps as f64)
 }
 
-fn kv_cache_bench(dir: &std::path::Path, prompt_lengths: &[usize], steps: usize) -> Result<()> {
+fn kv_cache_bench(dir: &Path, prompt_lengths: &[usize], steps: usize) -> Result<()> {
     let load_error = || format!("cannot load the model in {}", dir.display());
     let mut uncached = UncachedModel::load(dir).with_context(load_error)?;
     let cached_weights = CachedWeights::load(dir).with_context(load_error)?;
@@ -79,12 +117,7 @@ fn kv_cache_bench(dir: &std::path::Path, prompt_lengths: &[usize], steps: usize)
 
     let mut rows = Vec::new();
     for (index, &length) in prompt_lengths.iter().enumerate() {
-        let key = random::key(length as u64)?;
-        let prompt: Vec<u32> = random::randint::<_, i32>(0, vocab, &[length as i32], &key)?
-            .as_slice::<i32>()
-            .iter()
-            .map(|&id| id as u32)
-            .collect();
+        let prompt = random_prompt(vocab, length, length as u64)?;
         // Without the cache a step costs a whole prefill: time fewer of them.
         let uncached_steps = (steps * 32 / length.max(32)).clamp(2, steps);
         eprintln!(
@@ -112,5 +145,119 @@ fn kv_cache_bench(dir: &std::path::Path, prompt_lengths: &[usize], steps: usize)
          x capacity (a multiple of {}) x 4 bytes",
         kv_cache::STEP
     );
+    Ok(())
+}
+
+/// `length` token ids drawn uniformly from the vocabulary: the speed does not depend on them.
+fn random_prompt(vocab: i32, length: usize, seed: u64) -> Result<Vec<u32>> {
+    let key = random::key(seed)?;
+    Ok(
+        random::randint::<_, i32>(0, vocab, &[length as i32], &key)?
+            .as_slice::<i32>()
+            .iter()
+            .map(|&id| id as u32)
+            .collect(),
+    )
+}
+
+/// One concurrency level's figures.
+#[derive(Serialize)]
+struct BatchingRow {
+    concurrency: usize,
+    tokens_per_s: f64,
+    mean_time_to_first_token_ms: f64,
+    mean_inter_token_ms: f64,
+    mean_latency_ms: f64,
+}
+
+fn batching_bench(
+    dir: &Path,
+    concurrency: &[usize],
+    prompt_tokens: usize,
+    new_tokens: usize,
+    json: Option<&Path>,
+) -> Result<()> {
+    let model = quantized_matmul::load_model(
+        dir,
+        quantized_matmul::Quantization::None,
+        32,
+        quantized_matmul::Kernel::Mlx,
+    )
+    .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    let vocab = model.config().vocab_size;
+    let mut rows = Vec::new();
+    for (index, &requests) in concurrency.iter().enumerate() {
+        eprintln!(
+            "[{}/{}] {requests} concurrent requests of {prompt_tokens} + {new_tokens} tokens",
+            index + 1,
+            concurrency.len()
+        );
+        let config = SchedulerConfig {
+            max_running: requests,
+            token_budget: (requests * prompt_tokens).max(512),
+            prefill_chunk: 256,
+        };
+        let mut scheduler = Scheduler::new(&model, config)?;
+        for id in 0..requests {
+            scheduler.add(Request {
+                id: id as u64,
+                prompt: random_prompt(vocab, prompt_tokens, id as u64)?,
+                max_new_tokens: new_tokens,
+                sampling: Default::default(),
+                stop_token_ids: Vec::new(),
+            })?;
+        }
+        let started = Instant::now();
+        let mut first: HashMap<u64, f64> = HashMap::new();
+        let mut finished: HashMap<u64, f64> = HashMap::new();
+        let mut tokens = 0;
+        while !scheduler.is_idle() {
+            let events = scheduler.step()?;
+            let now = started.elapsed().as_secs_f64();
+            for event in events {
+                match event {
+                    Event::Token { id, .. } => {
+                        tokens += 1;
+                        first.entry(id).or_insert(now);
+                    }
+                    Event::Finished { id, .. } => {
+                        finished.insert(id, now);
+                    }
+                }
+            }
+        }
+        let total = started.elapsed().as_secs_f64();
+        let mean = |values: Vec<f64>| values.iter().sum::<f64>() / values.len().max(1) as f64;
+        rows.push(BatchingRow {
+            concurrency: requests,
+            tokens_per_s: tokens as f64 / total,
+            mean_time_to_first_token_ms: mean(first.values().map(|t| t * 1e3).collect()),
+            mean_inter_token_ms: mean(
+                finished
+                    .iter()
+                    .map(|(id, end)| (end - first[id]) * 1e3 / (new_tokens - 1).max(1) as f64)
+                    .collect(),
+            ),
+            mean_latency_ms: mean(finished.values().map(|t| t * 1e3).collect()),
+        });
+    }
+
+    println!("| concurrent requests | aggregate tok/s | mean time to first token | mean time per token | mean request latency |");
+    println!("|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        println!(
+            "| {} | {:.1} | {:.0} ms | {:.0} ms | {:.0} ms |",
+            row.concurrency,
+            row.tokens_per_s,
+            row.mean_time_to_first_token_ms,
+            row.mean_inter_token_ms,
+            row.mean_latency_ms
+        );
+    }
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&rows)?;
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     Ok(())
 }
