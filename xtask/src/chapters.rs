@@ -56,6 +56,11 @@ pub const CHAPTERS: &[Chapter] = &[
         week: 2,
         number: 9,
     },
+    Chapter {
+        name: "continuous-batching",
+        week: 2,
+        number: 10,
+    },
 ];
 
 impl Chapter {

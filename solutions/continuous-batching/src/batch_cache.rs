@@ -76,8 +76,11 @@ impl BatchKvCache {
     ///
     /// - Right-aligns it with the others: when `n` is less than `end` it gets `end - n` columns
     ///   of left padding; when it is more, every other row gets `n - end` more columns of
-    ///   padding first.
-    /// - Fails when `H_kv` or `D` differ from the rows already there.
+    ///   padding first, and `end` becomes `n`. Padding is zeros, which the mask hides.
+    /// - The first sequence starts the storage with room for `n` rounded up to a multiple of
+    ///   [`STEP`] columns.
+    /// - Fails when the shape is not `[1, H_kv, n, D]`, or `H_kv` or `D` differ from the rows
+    ///   already there; the batch is then unchanged.
     ///
     /// Book: week 2, chapter 10 (continuous batching), task 1.
     pub fn add(&mut self, keys: &Array, values: &Array) -> Result<()> {
@@ -136,8 +139,9 @@ impl BatchKvCache {
 
     /// Removes row `index` (a finished or cancelled sequence); the rows after it move up.
     ///
-    /// - Drops the columns that are padding in every remaining row, so memory follows the
-    ///   longest sequence still running.
+    /// - Drops the columns that are padding in every remaining row (as many as the smallest
+    ///   left padding), so memory follows the longest sequence still running.
+    /// - Removing the last row leaves an empty batch, with no storage.
     /// - Fails when `index` is out of range.
     ///
     /// Book: week 2, chapter 10 (continuous batching), task 1.
@@ -183,7 +187,9 @@ impl LayerCache for BatchKvCache {
 
     /// - `keys`, `values`: `[B, H_kv, L, D]`, `L` new tokens for every row, written at columns
     ///   `end..end + L` (growing the storage in steps of [`STEP`] columns).
-    /// - Returns columns `0..end + L` of every row.
+    /// - Returns columns `0..end + L` of every row; `end` and every row's position grow by `L`.
+    /// - Fails when the batch is empty, or the keys are not `[B, H_kv, L, D]` with one row per
+    ///   sequence.
     ///
     /// Book: week 2, chapter 10 (continuous batching), task 2.
     fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
@@ -237,13 +243,13 @@ impl LayerCache for BatchKvCache {
     fn mask(&self, queries: i32) -> Result<Option<Array>> {
         let (batch, keys) = (self.len() as i32, self.end);
         let columns = Array::arange::<_, i32>(0, keys, None)?.reshape(&[1, 1, 1, keys])?; // [1, 1, 1, S]
-        let query_positions = Array::arange::<_, i32>(keys - queries, keys, None)?
-            .reshape(&[1, 1, queries, 1])?; // [1, 1, L, 1]
+        let query_positions =
+            Array::arange::<_, i32>(keys - queries, keys, None)?.reshape(&[1, 1, queries, 1])?; // [1, 1, L, 1]
         let padding = Array::from_slice(&self.left_padding, &[batch, 1, 1, 1]); // [B, 1, 1, 1]
         let visible = columns
             .ge(&padding)?
             .logical_and(&columns.le(&query_positions)?)?; // [B, 1, L, S]
         let hidden = Array::from_f32(f32::NEG_INFINITY);
-        Ok(Some(ops::select(&visible, &Array::from_f32(0.0), &hidden)?))
+        Ok(Some(ops::select(&visible, Array::from_f32(0.0), &hidden)?))
     }
 }

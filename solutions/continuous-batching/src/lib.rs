@@ -4,3 +4,9 @@ mod batch_cache;
 mod scheduler;
 pub use batch_cache::*;
 pub use scheduler::*;
+// What the tests use alongside the scheduler, from the chapters it builds on.
+pub use kv_cache_solution::{
+    generate, greedy, CachedModel, GenerationOptions, KvCache, LayerCache, Model, Tokenizer, STEP,
+};
+pub use rope_solution::Offset;
+pub use sampling_solution::{Sampler, SamplingParams};

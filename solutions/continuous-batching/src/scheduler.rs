@@ -155,8 +155,9 @@ impl<'m> Scheduler<'m> {
         batched + prefilling
     }
 
-    /// Removes request `id` wherever it is and frees its cache; `false` when it is unknown
-    /// (finished already).
+    /// Removes request `id` wherever it is (waiting, prefilling or decoding) and frees its cache;
+    /// a decoding request's row leaves the batch. No event is emitted for it. Returns `false`
+    /// when `id` is unknown (finished already, or never added).
     ///
     /// Book: week 2, chapter 10 (continuous batching), task 5.
     pub fn cancel(&mut self, id: u64) -> Result<bool> {
@@ -219,6 +220,14 @@ impl<'m> Scheduler<'m> {
     }
 
     /// One batched forward of every decoding request's last token.
+    ///
+    /// - The input is `[B, 1]`: row `b` holds `decoding[b]`'s last token, which the batched
+    ///   cache does not hold yet.
+    /// - Each row chooses its next token from its logits with [`choose`]; once every row has
+    ///   chosen, the rows that finished leave the batch ([`Scheduler::leave_batch`]), each with
+    ///   a `Finished` event.
+    ///
+    /// Book: week 2, chapter 10 (continuous batching), task 4.
     fn decode(&mut self, events: &mut Vec<Event>) -> Result<()> {
         let last: Vec<u32> = self
             .decoding
@@ -246,6 +255,14 @@ impl<'m> Scheduler<'m> {
     }
 
     /// Spends `budget` tokens on the prompts of prefilling requests, oldest first.
+    ///
+    /// - Each request runs at most one chunk per step, of `min(prompt tokens left, budget left,
+    ///   prefill_chunk)` tokens, through the model with its own [`KvCache`].
+    /// - A request whose prompt is done chooses its first token from its last logits with
+    ///   [`choose`]. If that finishes it, it leaves with a `Finished` event; otherwise its cache
+    ///   joins the batch (one [`BatchKvCache::add`] per layer) and it starts decoding.
+    ///
+    /// Book: week 2, chapter 10 (continuous batching), task 3.
     fn prefill(&mut self, mut budget: usize, events: &mut Vec<Event>) -> Result<()> {
         let mut index = 0;
         while index < self.prefilling.len() && budget > 0 {
