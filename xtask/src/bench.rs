@@ -70,13 +70,19 @@ fn plot_batching(json: &Path, svg: &Path) -> Result<()> {
         .with_context(|| format!("{} is not the batching benchmark's output", json.display()))?;
     let max_x = rows.iter().map(|row| row.concurrency).max().unwrap_or(1) as f64;
     let max_rate = rows.iter().map(|row| row.tokens_per_s).fold(1.0, f64::max);
-    let max_ms = rows.iter().map(|row| row.mean_inter_token_ms).fold(1.0, f64::max);
+    let max_ms = rows
+        .iter()
+        .map(|row| row.mean_inter_token_ms)
+        .fold(1.0, f64::max);
 
     let root = SVGBackend::new(svg, (720, 420)).into_drawing_area();
     let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Continuous batching: throughput and per-token latency", ("sans-serif", 20))
+            .caption(
+                "Continuous batching: throughput and per-token latency",
+                ("sans-serif", 20),
+            )
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
@@ -104,12 +110,19 @@ fn plot_batching(json: &Path, svg: &Path) -> Result<()> {
             .draw_series(LineSeries::new(rate.clone(), BLUE.stroke_width(2)))?
             .label("aggregate tokens/s")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
-        chart.draw_series(rate.iter().map(|&point| Circle::new(point, 4, BLUE.filled())))?;
+        chart.draw_series(
+            rate.iter()
+                .map(|&point| Circle::new(point, 4, BLUE.filled())),
+        )?;
         chart
             .draw_secondary_series(LineSeries::new(latency.clone(), RED.stroke_width(2)))?
             .label("ms per token")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
-        chart.draw_secondary_series(latency.iter().map(|&point| Circle::new(point, 4, RED.filled())))?;
+        chart.draw_secondary_series(
+            latency
+                .iter()
+                .map(|&point| Circle::new(point, 4, RED.filled())),
+        )?;
         chart
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))

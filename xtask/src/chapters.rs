@@ -61,6 +61,11 @@ pub const CHAPTERS: &[Chapter] = &[
         week: 2,
         number: 10,
     },
+    Chapter {
+        name: "serving",
+        week: 2,
+        number: 11,
+    },
 ];
 
 impl Chapter {

@@ -42,7 +42,15 @@ pub fn run(mine: bool, mut engine_args: Vec<String>) -> Result<()> {
 /// your chapters.
 pub fn run_engine_binary(binary: &str, mine: bool, args: &[String]) -> Result<()> {
     let mut command = cargo::command();
-    command.args(["run", "--quiet", "--release", "--package", "engine", "--bin", binary]);
+    command.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "engine",
+        "--bin",
+        binary,
+    ]);
     if !mine {
         command.args(["--features", "solutions"]);
     }

@@ -3,10 +3,10 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use continuous_batching::{Event, Request, Scheduler, SchedulerConfig};
 use decode::{LanguageModel, Model as UncachedModel};
 use kv_cache::{CachedModel, Model as CachedWeights};
 use mlx_rs::{random, transforms::eval};
-use continuous_batching::{Event, Request, Scheduler, SchedulerConfig};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -129,7 +129,13 @@ fn kv_cache_bench(dir: &Path, prompt_lengths: &[usize], steps: usize) -> Result<
         let cached = seconds_per_step(&mut with_cache, &prompt, steps)?;
         let cache_bytes: usize = with_cache.cache().iter().map(|layer| layer.nbytes()).sum();
         let without = seconds_per_step(&mut uncached, &prompt, uncached_steps)?;
-        rows.push((length, 1.0 / without, 1.0 / cached, without / cached, cache_bytes));
+        rows.push((
+            length,
+            1.0 / without,
+            1.0 / cached,
+            without / cached,
+            cache_bytes,
+        ));
     }
 
     println!("| prompt tokens | no cache (tok/s) | KV cache (tok/s) | speedup | cache memory |");
@@ -151,13 +157,11 @@ fn kv_cache_bench(dir: &Path, prompt_lengths: &[usize], steps: usize) -> Result<
 /// `length` token ids drawn uniformly from the vocabulary: the speed does not depend on them.
 fn random_prompt(vocab: i32, length: usize, seed: u64) -> Result<Vec<u32>> {
     let key = random::key(seed)?;
-    Ok(
-        random::randint::<_, i32>(0, vocab, &[length as i32], &key)?
-            .as_slice::<i32>()
-            .iter()
-            .map(|&id| id as u32)
-            .collect(),
-    )
+    Ok(random::randint::<_, i32>(0, vocab, &[length as i32], &key)?
+        .as_slice::<i32>()
+        .iter()
+        .map(|&id| id as u32)
+        .collect())
 }
 
 /// One concurrency level's figures.
@@ -256,8 +260,7 @@ fn batching_bench(
     }
     if let Some(path) = json {
         let text = serde_json::to_string_pretty(&rows)?;
-        std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }

@@ -78,10 +78,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         let address = format!("{}:{}", args.host, args.port);
         let listener = tokio::net::TcpListener::bind(&address)
             .await
-            .with_context(|| format!("cannot listen on {address} (is another server using the port? try --port)"))?;
-        eprintln!(
-            "serving {model_name} on http://{address} (OpenAI API under /v1; Ctrl-C stops)"
-        );
-        serve_http(listener, state).await.context("the server failed")
+            .with_context(|| {
+                format!("cannot listen on {address} (is another server using the port? try --port)")
+            })?;
+        eprintln!("serving {model_name} on http://{address} (OpenAI API under /v1; Ctrl-C stops)");
+        serve_http(listener, state)
+            .await
+            .context("the server failed")
     })
 }

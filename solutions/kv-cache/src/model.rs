@@ -207,10 +207,15 @@ impl Model {
         let mut blocks = Vec::new();
         for (n, mut attention, mlp) in layers {
             let name = |suffix: &str| format!("model.layers.{n}.{suffix}");
-            attention.q_norm = tensors.take_optional(&name("self_attn.q_norm.weight"), Some(&[head_dim]))?;
-            attention.k_norm = tensors.take_optional(&name("self_attn.k_norm.weight"), Some(&[head_dim]))?;
+            attention.q_norm =
+                tensors.take_optional(&name("self_attn.q_norm.weight"), Some(&[head_dim]))?;
+            attention.k_norm =
+                tensors.take_optional(&name("self_attn.k_norm.weight"), Some(&[head_dim]))?;
             blocks.push(Block {
-                input_layernorm: RmsNorm::new(tensors.take(&name("input_layernorm.weight"), Some(&[hidden]))?, eps),
+                input_layernorm: RmsNorm::new(
+                    tensors.take(&name("input_layernorm.weight"), Some(&[hidden]))?,
+                    eps,
+                ),
                 attention: CachedAttention::new(attention_config, attention),
                 post_attention_layernorm: RmsNorm::new(
                     tensors.take(&name("post_attention_layernorm.weight"), Some(&[hidden]))?,

@@ -67,12 +67,15 @@ fn models_dir() -> PathBuf {
 pub fn ready_model_dir(name: Option<&str>) -> Result<PathBuf> {
     let registry = Registry::load(&models_dir().join("models.toml"))?;
     // A PyPI model's 4-bit conversion answers to its directory's name too.
-    let quantized = registry.models.iter().find_map(|model| match &model.source {
-        Source::Pypi(source) if Some(source.mlx_4bit_dir.as_str()) == name => {
-            Some((model, source))
-        }
-        _ => None,
-    });
+    let quantized = registry
+        .models
+        .iter()
+        .find_map(|model| match &model.source {
+            Source::Pypi(source) if Some(source.mlx_4bit_dir.as_str()) == name => {
+                Some((model, source))
+            }
+            _ => None,
+        });
     if let Some((model, source)) = quantized {
         fetch(&registry, Some(&model.name))?;
         return Ok(models_dir().join(&source.mlx_4bit_dir));
@@ -194,7 +197,10 @@ fn list(registry: &Registry) {
                     .iter()
                     .all(|d| output_dir::is_complete(&models_dir().join(d), &marker));
                 let status = if ready {
-                    format!("ready: models/{}, models/{} (--model {})", dirs[0], dirs[1], dirs[1])
+                    format!(
+                        "ready: models/{}, models/{} (--model {})",
+                        dirs[0], dirs[1], dirs[1]
+                    )
                 } else {
                     "not fetched".into()
                 };
