@@ -1,2 +1,32 @@
+//! Week 2, chapter 11: serving. Your code goes in `src/engine.rs` (admitting requests, and
+//! routing each generated token to its client) and `src/server.rs` (the completions endpoint,
+//! streaming as server-sent events, errors in OpenAI's shape); `src/protocol.rs`,
+//! `src/metrics.rs` and the rest of each file are given. The tests are in `tests/serving.rs`.
+//! Book: book/src/week2-11-serving.md.
+//!
+//! With the `solution` feature this crate exposes the reference solution instead.
+
+// The stubs ignore their arguments until you fill them in; each file already imports what you need.
+#[cfg(not(feature = "solution"))]
+#[allow(unused_variables, unused_imports, dead_code)]
+mod engine;
+#[cfg(not(feature = "solution"))]
+mod metrics;
+#[cfg(not(feature = "solution"))]
+mod protocol;
+#[cfg(not(feature = "solution"))]
+#[allow(unused_variables, unused_imports, dead_code)]
+mod server;
+// What the tests use alongside the server, from the chapters it builds on.
+#[cfg(not(feature = "solution"))]
+pub use {
+    continuous_batching::{FinishReason, Model, SamplingParams, SchedulerConfig},
+    decode::Tokenizer,
+    engine::*,
+    metrics::*,
+    protocol::*,
+    server::*,
+};
+
 #[cfg(feature = "solution")]
 pub use serving_solution::*;

@@ -143,10 +143,22 @@ impl EngineHandle {
         self.shared.limits
     }
 
-    /// Queues a request for the engine thread.
+    /// Queues a request for the engine thread and returns at once, without waiting for it.
     ///
-    /// - `Invalid` when the prompt is empty or prompt plus `max_new_tokens` exceed `max_seq_len`.
-    /// - `Busy` when `max_running + max_waiting` requests are already in.
+    /// - `Invalid` when the prompt is empty, or when prompt plus `max_new_tokens` exceed
+    ///   `limits.max_seq_len` (say both numbers and the limit, and what to change).
+    /// - `Busy` when `scheduler.max_running + max_waiting` requests are already in. They are
+    ///   counted in `shared.outstanding`: take a place with one atomic compare-and-add
+    ///   (`fetch_update`), so that two handlers never both take the last one; the engine thread
+    ///   gives it back when the request finishes, fails or is cancelled.
+    /// - Otherwise: a fresh id from `shared.next_id`, a chunk channel (`unbounded_channel`), and
+    ///   a `Command::Submit` to the engine thread carrying the [`Request`] (its
+    ///   `stop_token_ids` empty: the engine thread adds the model's EOS ids), the stop strings,
+    ///   the sender half and the arrival time. When the engine thread has stopped, give the
+    ///   place back and return `Stopped`.
+    /// - Returns the id, the prompt's length and the receiver half.
+    ///
+    /// Book: week 2, chapter 11 (serving), task 1.
     pub fn submit(&self, params: GenerateParams) -> Result<RequestStream, SubmitError> {
         let limits = self.shared.limits;
         let prompt_tokens = params.prompt_tokens.len();
@@ -160,12 +172,11 @@ impl EngineHandle {
             )));
         }
         let capacity = limits.scheduler.max_running + limits.max_waiting;
-        let admitted = self
-            .shared
-            .outstanding
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |outstanding| {
-                (outstanding < capacity).then_some(outstanding + 1)
-            });
+        let admitted = self.shared.outstanding.fetch_update(
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+            |outstanding| (outstanding < capacity).then_some(outstanding + 1),
+        );
         if admitted.is_err() {
             return Err(SubmitError::Busy);
         }
@@ -234,8 +245,12 @@ impl Active {
         }
     }
 
-    /// Sends the text that can no longer turn out to be part of a stop string; `false` when the
-    /// client has gone.
+    /// Sends, as one `Chunk::Text`, the text not sent yet up to what [`held_back`] keeps back
+    /// (the end of `text` that could still grow into a stop string), and moves `sent` past it.
+    /// Returns `false` when the client has gone (the send fails, or, with nothing to send, the
+    /// channel is closed).
+    ///
+    /// Book: week 2, chapter 11 (serving), task 2.
     fn send_safe_text(&mut self) -> bool {
         let safe = self.text.len() - held_back(&self.text, &self.stop);
         if safe > self.sent {
@@ -247,7 +262,8 @@ impl Active {
     }
 }
 
-/// The bytes at the end of `text` that could start a stop string.
+/// The bytes at the end of `text` that could start a stop string: the length of the longest
+/// proper prefix of one of `stop` that `text` ends with (0 when none). Given.
 fn held_back(text: &str, stop: &[String]) -> usize {
     stop.iter()
         .flat_map(|stop| stop.char_indices().skip(1).map(|(end, _)| &stop[..end]))
@@ -285,7 +301,9 @@ impl EngineLoop<'_> {
             let metrics = &self.shared.metrics;
             metrics.running.set(self.scheduler.running() as i64);
             metrics.waiting.set(self.scheduler.waiting() as i64);
-            metrics.kv_cache_bytes.set(self.scheduler.cache_bytes() as i64);
+            metrics
+                .kv_cache_bytes
+                .set(self.scheduler.cache_bytes() as i64);
         }
     }
 
@@ -343,6 +361,22 @@ impl EngineLoop<'_> {
         }
     }
 
+    /// Routes one generated token of request `id` to its client; an id no longer active (a
+    /// request cancelled in this step) is ignored.
+    ///
+    /// - Timings and metrics: the first token sets `first_token` and observes
+    ///   `time_to_first_token` (seconds since `arrived`), a later one observes
+    ///   `inter_token_latency` (seconds since `last_token`); every token counts in
+    ///   `generation_tokens` and updates `last_token` and `generated`.
+    /// - Text: the detokenizer's new text joins `text`. A detokenizer error sends
+    ///   `Chunk::Failed` and cancels the request.
+    /// - Stop strings: when one of `stop` occurs in `text`, cut `text` before the earliest
+    ///   occurrence, send what was not sent yet as `Chunk::Text`, then `done(FinishReason::Stop)`,
+    ///   and cancel the request (the scheduler knows stop tokens, not stop strings).
+    /// - Otherwise send the safe text ([`Active::send_safe_text`]); when the client has gone
+    ///   (dropped its [`RequestStream`]), cancel the request to free its slot and cache.
+    ///
+    /// Book: week 2, chapter 11 (serving), task 2.
     fn token(&mut self, id: u64, token: u32) {
         let Some(active) = self.active.get_mut(&id) else {
             return;

@@ -9,3 +9,6 @@ pub use engine::*;
 pub use metrics::*;
 pub use protocol::*;
 pub use server::*;
+// What the tests use alongside the server, from the chapters it builds on.
+pub use continuous_batching_solution::{FinishReason, Model, SamplingParams, SchedulerConfig};
+pub use decode_solution::Tokenizer;

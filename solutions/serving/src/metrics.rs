@@ -21,8 +21,8 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("tiny_llm".into()), None)
-            .expect("a valid metrics prefix");
+        let registry =
+            Registry::new_custom(Some("tiny_llm".into()), None).expect("a valid metrics prefix");
         let requests = IntCounterVec::new(
             Opts::new("requests_total", "HTTP requests answered"),
             &["endpoint", "status"],

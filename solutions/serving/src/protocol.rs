@@ -57,7 +57,10 @@ impl SamplingFields {
     }
 
     pub fn stop(&self) -> Vec<String> {
-        self.stop.clone().map(OneOrMany::into_vec).unwrap_or_default()
+        self.stop
+            .clone()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
     }
 }
 

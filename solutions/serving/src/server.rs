@@ -47,7 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 
@@ -95,6 +98,13 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// The status, with the body `{"error": {"message", "type", "param": null, "code"}}`:
+    /// `type` is `"server_overloaded"` for 503, `"server_error"` for another 5xx,
+    /// `"not_found_error"` for 404 and `"invalid_request_error"` otherwise (build it from
+    /// [`ErrorBody`]). A 503 also carries `Retry-After: 1` (seconds), which OpenAI's clients wait
+    /// before they retry.
+    ///
+    /// Book: week 2, chapter 11 (serving), task 5.
     fn into_response(self) -> Response {
         let kind = match self.status {
             StatusCode::SERVICE_UNAVAILABLE => "server_overloaded",
@@ -192,13 +202,18 @@ impl AppState {
         let text = self
             .tokenizer
             .apply_chat_template(&messages, true)
-            .map_err(|error| ApiError::invalid(format!("cannot apply the chat template: {error}")))?;
+            .map_err(|error| {
+                ApiError::invalid(format!("cannot apply the chat template: {error}"))
+            })?;
         self.encode(&text)
     }
 
     /// Submits and waits for the first chunk, so that a request the engine refuses is still
     /// an HTTP error and not a broken stream.
-    async fn start(&self, params: GenerateParams) -> Result<(RequestStream, Option<Chunk>), ApiError> {
+    async fn start(
+        &self,
+        params: GenerateParams,
+    ) -> Result<(RequestStream, Option<Chunk>), ApiError> {
         let mut stream = self.engine.submit(params)?;
         let first = stream.chunks.recv().await;
         match first {
@@ -230,6 +245,12 @@ struct Collected {
     timings: Timings,
 }
 
+/// Waits for a request's whole generation: `first`, then the rest of `stream.chunks`. The text
+/// chunks, joined, are the text; `Done` ends it with its finish reason, usage and timings.
+/// `Rejected` or `Failed`, or the channel closing before `Done`, is a 500 [`ApiError`] saying
+/// why.
+///
+/// Book: week 2, chapter 11 (serving), task 3.
 async fn collect(mut stream: RequestStream, first: Option<Chunk>) -> Result<Collected, ApiError> {
     let mut text = String::new();
     let mut next = first;
@@ -278,17 +299,33 @@ fn chunks(stream: RequestStream, first: Option<Chunk>) -> impl Stream<Item = Chu
     })
 }
 
-/// Server-sent events: one `data:` line per JSON value, then `data: [DONE]`.
+/// Server-sent events: one event per JSON value, its data the value's JSON text
+/// (`data: {...}` and a blank line on the wire), then one last event `data: [DONE]`, as
+/// OpenAI's streams end. Keep the connection alive (`KeepAlive`) while a request waits for a
+/// slot.
+///
+/// Book: week 2, chapter 11 (serving), task 4.
 fn sse(events: impl Stream<Item = Value> + Send + 'static) -> Response {
     let events = events
         .map(|value| Event::default().data(value.to_string()))
         .chain(stream::once(async { Event::default().data("[DONE]") }))
         .map(Ok::<_, Infallible>);
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
-/// The JSON values of an OpenAI stream, from the chunks: `piece(text)` for each text chunk,
-/// `last(finish_reason)` at the end, and a usage-only chunk when asked.
+/// The JSON values of an OpenAI stream, from a request's chunks. Each is `base` (id, object,
+/// created, model) with `"choices"` set:
+///
+/// - `Chunk::Text(text)`: `"choices": [piece(text)]`.
+/// - `Chunk::Done`: `"choices": [last(finish_reason(reason))]`; then, when `include_usage`, one
+///   more with `"choices": []` and `"usage": {"prompt_tokens", "completion_tokens",
+///   "total_tokens"}`.
+/// - `Chunk::Rejected` or `Chunk::Failed`: `{"error": {"message": message, "type":
+///   "server_error"}}` (the stream has started: too late for an HTTP error).
+///
+/// Book: week 2, chapter 11 (serving), task 4.
 fn openai_stream(
     chunks: impl Stream<Item = Chunk> + Send + 'static,
     include_usage: bool,
@@ -326,6 +363,22 @@ fn openai_stream(
     })
 }
 
+/// `POST /v1/completions`, OpenAI's completions.
+///
+/// 1. `body?` answers a body that is not this endpoint's JSON with a 400. Check the model and
+///    `n`, encode the prompt and build [`GenerateParams`]: `max_tokens` new tokens (OpenAI's
+///    default 16), sampling with OpenAI's default temperature 1, the stop strings.
+/// 2. `state.start(params)`. Every answer shares `{"id": "cmpl-<request id>", "object":
+///    "text_completion", "created": now(), "model": state.model_name}`.
+/// 3. With `"stream": true`: [`sse`] of [`openai_stream`] over [`chunks`], with
+///    `stream_options.include_usage`, and choices `{"index": 0, "text": text, "logprobs": null,
+///    "finish_reason": null}` for each piece and `{"index": 0, "text": "", "logprobs": null,
+///    "finish_reason": reason}` at the end.
+/// 4. Otherwise [`collect`] it and answer the shared fields plus `"choices": [{"index": 0,
+///    "text": text, "logprobs": null, "finish_reason": "stop" | "length"}]` and
+///    `"usage": {"prompt_tokens", "completion_tokens", "total_tokens"}`.
+///
+/// Book: week 2, chapter 11 (serving), task 3.
 async fn completions(
     State(state): State<AppState>,
     body: Result<Json<CompletionRequest>, JsonRejection>,
@@ -341,9 +394,12 @@ async fn completions(
     };
     let (stream, first) = state.start(params).await?;
     let id = format!("cmpl-{}", stream.id);
-    let base = json!({"id": id, "object": "text_completion", "created": now(), "model": state.model_name});
+    let base =
+        json!({"id": id, "object": "text_completion", "created": now(), "model": state.model_name});
     if request.stream {
-        let include_usage = request.stream_options.is_some_and(|options| options.include_usage);
+        let include_usage = request
+            .stream_options
+            .is_some_and(|options| options.include_usage);
         return Ok(sse(openai_stream(
             chunks(stream, first),
             include_usage,
@@ -360,6 +416,10 @@ async fn completions(
     Ok(Json(body).into_response())
 }
 
+/// `POST /v1/chat/completions`, OpenAI's chat completions: as [`completions`], but the prompt is
+/// `messages` through the chat template, at most `max_completion_tokens` (or `max_tokens`; 256
+/// when both are absent) new tokens, and the answer a `message` (whole) or `delta`s (streamed,
+/// the first one naming the role). Given.
 async fn chat_completions(
     State(state): State<AppState>,
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
@@ -379,7 +439,9 @@ async fn chat_completions(
     let (stream, first) = state.start(params).await?;
     let id = format!("chatcmpl-{}", stream.id);
     if request.stream {
-        let include_usage = request.stream_options.is_some_and(|options| options.include_usage);
+        let include_usage = request
+            .stream_options
+            .is_some_and(|options| options.include_usage);
         let base = json!({"id": id, "object": "chat.completion.chunk", "created": now(),
             "model": state.model_name});
         // The first delta names the role, as OpenAI's streams do.

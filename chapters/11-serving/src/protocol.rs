@@ -1,0 +1,152 @@
+//! The JSON the server speaks: OpenAI's completions and chat completions, and the engine's own
+//! simple `/generate` API. Requests become one [`GenerateParams`] for the engine thread.
+
+use continuous_batching::SamplingParams;
+use serde::{Deserialize, Serialize};
+
+/// What the engine thread needs to run one request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GenerateParams {
+    pub prompt_tokens: Vec<u32>,
+    pub max_new_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation stops before the first of these in the text.
+    pub stop: Vec<String>,
+}
+
+/// One string or a list of them (OpenAI's `stop`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(text) => vec![text],
+            OneOrMany::Many(texts) => texts,
+        }
+    }
+}
+
+/// The sampling fields shared by every request kind (OpenAI names, plus the engine's own).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct SamplingFields {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<usize>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub seed: Option<u64>,
+    pub stop: Option<OneOrMany>,
+}
+
+impl SamplingFields {
+    /// OpenAI's default temperature is 1; the engine's CLI defaults to greedy. A request says.
+    pub fn sampling(&self, default_temperature: f32) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature.unwrap_or(default_temperature),
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            seed: self.seed.unwrap_or(0),
+        }
+    }
+
+    pub fn stop(&self) -> Vec<String> {
+        self.stop
+            .clone()
+            .map(OneOrMany::into_vec)
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct StreamOptions {
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// `POST /v1/completions`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct CompletionRequest {
+    pub model: Option<String>,
+    pub prompt: String,
+    /// OpenAI's default is 16.
+    pub max_tokens: Option<usize>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    /// Only 1 is supported.
+    pub n: Option<usize>,
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct ChatMessage {
+    pub role: String,
+    pub content: String,
+}
+
+/// `POST /v1/chat/completions`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ChatCompletionRequest {
+    pub model: Option<String>,
+    pub messages: Vec<ChatMessage>,
+    /// Newer clients send `max_completion_tokens`.
+    pub max_tokens: Option<usize>,
+    pub max_completion_tokens: Option<usize>,
+    #[serde(default)]
+    pub stream: bool,
+    pub stream_options: Option<StreamOptions>,
+    pub n: Option<usize>,
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+}
+
+/// `POST /generate` and `POST /generate/stream`: the engine's CLI as JSON. Give `prompt` (raw
+/// text) or `messages` (through the chat template).
+#[derive(Clone, Debug, Deserialize)]
+pub struct GenerateRequest {
+    pub prompt: Option<String>,
+    pub messages: Option<Vec<ChatMessage>>,
+    pub max_new_tokens: Option<usize>,
+    #[serde(flatten)]
+    pub sampling: SamplingFields,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub total_tokens: usize,
+}
+
+/// How long a request took, as the engine's `--show-stats` reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Timings {
+    /// From arrival to the first token (queueing and prefill).
+    pub time_to_first_token_ms: f64,
+    /// Generated tokens after the first, per second.
+    pub decode_tokens_per_s: f64,
+    pub total_ms: f64,
+}
+
+/// The error body of every failed request, in OpenAI's shape.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}

@@ -1,0 +1,458 @@
+//! The HTTP API: OpenAI-compatible completions and chat completions (whole or streamed as
+//! server-sent events), the engine's native `/generate`, and `/v1/models`, `/health`, `/metrics`.
+
+use crate::{
+    ChatCompletionRequest, ChatMessage, Chunk, CompletionRequest, EngineHandle, ErrorBody,
+    ErrorDetail, GenerateParams, GenerateRequest, RequestStream, SubmitError, Timings, Usage,
+};
+use axum::{
+    body::Body,
+    extract::{rejection::JsonRejection, MatchedPath, Request, State},
+    http::{header, StatusCode},
+    middleware::{self, Next},
+    response::{
+        sse::{Event, KeepAlive, Sse},
+        IntoResponse, Response,
+    },
+    routing::{get, post},
+    Json, Router,
+};
+use continuous_batching::FinishReason;
+use decode::{Message, Tokenizer};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde_json::{json, Value};
+use std::{
+    convert::Infallible,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub tokenizer: Arc<Tokenizer>,
+    /// The name `/v1/models` lists and requests must use.
+    pub model_name: String,
+}
+
+/// Every route of the server.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/completions", post(completions))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/generate", post(generate))
+        .route("/generate/stream", post(generate_stream))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
+        .with_state(state)
+}
+
+/// Counts every answered request by endpoint and status, for `/metrics`.
+async fn count_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let endpoint = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unknown", MatchedPath::as_str)
+        .to_string();
+    let response = next.run(request).await;
+    state
+        .engine
+        .metrics()
+        .requests
+        .with_label_values(&[endpoint.as_str(), response.status().as_str()])
+        .inc();
+    response
+}
+
+/// Serves `router(state)` on `listener` until Ctrl-C.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+/// An error answered in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    code: Option<&'static str>,
+}
+
+impl ApiError {
+    fn invalid(message: impl Into<String>) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            code: None,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    /// The status, with the body `{"error": {"message", "type", "param": null, "code"}}`:
+    /// `type` is `"server_overloaded"` for 503, `"server_error"` for another 5xx,
+    /// `"not_found_error"` for 404 and `"invalid_request_error"` otherwise (build it from
+    /// [`ErrorBody`]). A 503 also carries `Retry-After: 1` (seconds), which OpenAI's clients wait
+    /// before they retry.
+    ///
+    /// Book: week 2, chapter 11 (serving), task 5.
+    fn into_response(self) -> Response {
+        todo!("chapter 11, task 5: the status with an ErrorBody as JSON (its type from the status), and Retry-After: 1 on a 503")
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::invalid(format!(
+            "the request body is not valid JSON for this endpoint: {}",
+            rejection.body_text()
+        ))
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(error: SubmitError) -> Self {
+        match error {
+            SubmitError::Busy => ApiError {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "every slot and queue place is taken: retry shortly".into(),
+                code: Some("overloaded"),
+            },
+            SubmitError::Invalid(message) => ApiError::invalid(message),
+            SubmitError::Stopped => ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: "the engine has stopped".into(),
+                code: None,
+            },
+        }
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+fn finish_reason(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length | FinishReason::Cancelled => "length",
+    }
+}
+
+impl AppState {
+    fn check_model(&self, model: &Option<String>) -> Result<(), ApiError> {
+        match model {
+            Some(model) if model != &self.model_name => Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!(
+                    "the model {model:?} is not served here; this server serves {:?}",
+                    self.model_name
+                ),
+                code: Some("model_not_found"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    fn encode(&self, text: &str) -> Result<Vec<u32>, ApiError> {
+        self.tokenizer
+            .encode(text)
+            .map_err(|error| ApiError::invalid(format!("cannot tokenize the prompt: {error}")))
+    }
+
+    fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
+        if messages.is_empty() {
+            return Err(ApiError::invalid("`messages` is empty"));
+        }
+        let messages: Vec<Message> = messages
+            .iter()
+            .map(|message| Message::new(&message.role, &message.content))
+            .collect();
+        let text = self
+            .tokenizer
+            .apply_chat_template(&messages, true)
+            .map_err(|error| {
+                ApiError::invalid(format!("cannot apply the chat template: {error}"))
+            })?;
+        self.encode(&text)
+    }
+
+    /// Submits and waits for the first chunk, so that a request the engine refuses is still
+    /// an HTTP error and not a broken stream.
+    async fn start(
+        &self,
+        params: GenerateParams,
+    ) -> Result<(RequestStream, Option<Chunk>), ApiError> {
+        let mut stream = self.engine.submit(params)?;
+        let first = stream.chunks.recv().await;
+        match first {
+            Some(Chunk::Rejected(message)) => Err(ApiError::invalid(message)),
+            Some(Chunk::Failed(message)) => Err(ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message,
+                code: None,
+            }),
+            first => Ok((stream, first)),
+        }
+    }
+}
+
+fn only_one_choice(n: Option<usize>) -> Result<(), ApiError> {
+    match n {
+        None | Some(1) => Ok(()),
+        Some(n) => Err(ApiError::invalid(format!(
+            "n = {n}: this server generates one choice per request"
+        ))),
+    }
+}
+
+/// A whole generation, collected from its chunks.
+struct Collected {
+    text: String,
+    finish_reason: FinishReason,
+    usage: Usage,
+    timings: Timings,
+}
+
+/// Waits for a request's whole generation: `first`, then the rest of `stream.chunks`. The text
+/// chunks, joined, are the text; `Done` ends it with its finish reason, usage and timings.
+/// `Rejected` or `Failed`, or the channel closing before `Done`, is a 500 [`ApiError`] saying
+/// why.
+///
+/// Book: week 2, chapter 11 (serving), task 3.
+async fn collect(stream: RequestStream, first: Option<Chunk>) -> Result<Collected, ApiError> {
+    todo!("chapter 11, task 3: join the Text chunks until Done; Rejected, Failed or a closed channel is a 500")
+}
+
+/// The chunks of a running request as a stream (the first one already received).
+fn chunks(stream: RequestStream, first: Option<Chunk>) -> impl Stream<Item = Chunk> {
+    stream::unfold((stream, first), |(mut stream, pending)| async move {
+        let chunk = match pending {
+            Some(chunk) => chunk,
+            None => stream.chunks.recv().await?,
+        };
+        Some((chunk, (stream, None)))
+    })
+}
+
+/// Server-sent events: one event per JSON value, its data the value's JSON text
+/// (`data: {...}` and a blank line on the wire), then one last event `data: [DONE]`, as
+/// OpenAI's streams end. Keep the connection alive (`KeepAlive`) while a request waits for a
+/// slot.
+///
+/// Book: week 2, chapter 11 (serving), task 4.
+fn sse(events: impl Stream<Item = Value> + Send + 'static) -> Response {
+    todo!("chapter 11, task 4: one event per JSON value, then data: [DONE]")
+}
+
+/// The JSON values of an OpenAI stream, from a request's chunks. Each is `base` (id, object,
+/// created, model) with `"choices"` set:
+///
+/// - `Chunk::Text(text)`: `"choices": [piece(text)]`.
+/// - `Chunk::Done`: `"choices": [last(finish_reason(reason))]`; then, when `include_usage`, one
+///   more with `"choices": []` and `"usage": {"prompt_tokens", "completion_tokens",
+///   "total_tokens"}`.
+/// - `Chunk::Rejected` or `Chunk::Failed`: `{"error": {"message": message, "type":
+///   "server_error"}}` (the stream has started: too late for an HTTP error).
+///
+/// Book: week 2, chapter 11 (serving), task 4.
+#[allow(unreachable_code)]
+fn openai_stream(
+    chunks: impl Stream<Item = Chunk> + Send + 'static,
+    include_usage: bool,
+    base: Value,
+    piece: fn(&str) -> Value,
+    last: fn(&str) -> Value,
+) -> impl Stream<Item = Value> + Send + 'static {
+    todo!("chapter 11, task 4: base + choices [piece(text)] per Text, [last(reason)] and the usage chunk at Done");
+    // Only gives the stub a type: replace both lines.
+    stream::empty()
+}
+
+/// `POST /v1/completions`, OpenAI's completions.
+///
+/// 1. `body?` answers a body that is not this endpoint's JSON with a 400. Check the model and
+///    `n`, encode the prompt and build [`GenerateParams`]: `max_tokens` new tokens (OpenAI's
+///    default 16), sampling with OpenAI's default temperature 1, the stop strings.
+/// 2. `state.start(params)`. Every answer shares `{"id": "cmpl-<request id>", "object":
+///    "text_completion", "created": now(), "model": state.model_name}`.
+/// 3. With `"stream": true`: [`sse`] of [`openai_stream`] over [`chunks`], with
+///    `stream_options.include_usage`, and choices `{"index": 0, "text": text, "logprobs": null,
+///    "finish_reason": null}` for each piece and `{"index": 0, "text": "", "logprobs": null,
+///    "finish_reason": reason}` at the end.
+/// 4. Otherwise [`collect`] it and answer the shared fields plus `"choices": [{"index": 0,
+///    "text": text, "logprobs": null, "finish_reason": "stop" | "length"}]` and
+///    `"usage": {"prompt_tokens", "completion_tokens", "total_tokens"}`.
+///
+/// Book: week 2, chapter 11 (serving), task 3.
+async fn completions(
+    State(state): State<AppState>,
+    body: Result<Json<CompletionRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    todo!("chapter 11, task 3: validate, build GenerateParams, start; stream as SSE or collect into OpenAI's completion JSON")
+}
+
+/// `POST /v1/chat/completions`, OpenAI's chat completions: as [`completions`], but the prompt is
+/// `messages` through the chat template, at most `max_completion_tokens` (or `max_tokens`; 256
+/// when both are absent) new tokens, and the answer a `message` (whole) or `delta`s (streamed,
+/// the first one naming the role). Given.
+async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<Json<ChatCompletionRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    state.check_model(&request.model)?;
+    only_one_choice(request.n)?;
+    let params = GenerateParams {
+        prompt_tokens: state.encode_chat(&request.messages)?,
+        max_new_tokens: request
+            .max_completion_tokens
+            .or(request.max_tokens)
+            .unwrap_or(256),
+        sampling: request.sampling.sampling(1.0),
+        stop: request.sampling.stop(),
+    };
+    let (stream, first) = state.start(params).await?;
+    let id = format!("chatcmpl-{}", stream.id);
+    if request.stream {
+        let include_usage = request
+            .stream_options
+            .is_some_and(|options| options.include_usage);
+        let base = json!({"id": id, "object": "chat.completion.chunk", "created": now(),
+            "model": state.model_name});
+        // The first delta names the role, as OpenAI's streams do.
+        let mut opening = base.clone();
+        opening["choices"] = json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
+            "finish_reason": null}]);
+        let values = stream::once(async move { opening }).chain(openai_stream(
+            chunks(stream, first),
+            include_usage,
+            base,
+            |text| json!({"index": 0, "delta": {"content": text}, "finish_reason": null}),
+            |reason| json!({"index": 0, "delta": {}, "finish_reason": reason}),
+        ));
+        return Ok(sse(values));
+    }
+    let done = collect(stream, first).await?;
+    Ok(Json(json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": now(),
+        "model": state.model_name,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
+            "finish_reason": finish_reason(done.finish_reason)}],
+        "usage": done.usage,
+    }))
+    .into_response())
+}
+
+impl GenerateRequest {
+    fn params(&self, state: &AppState) -> Result<GenerateParams, ApiError> {
+        let prompt_tokens = match (&self.prompt, &self.messages) {
+            (Some(prompt), None) => state.encode(prompt)?,
+            (None, Some(messages)) => state.encode_chat(messages)?,
+            _ => {
+                return Err(ApiError::invalid(
+                    "give exactly one of `prompt` (raw text) and `messages` (a chat)",
+                ))
+            }
+        };
+        Ok(GenerateParams {
+            prompt_tokens,
+            max_new_tokens: self.max_new_tokens.unwrap_or(128),
+            // The native API follows the CLI: greedy unless a temperature is given.
+            sampling: self.sampling.sampling(0.0),
+            stop: self.sampling.stop(),
+        })
+    }
+}
+
+fn native_stats(usage: Usage, timings: Timings) -> Value {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "generated_tokens": usage.completion_tokens,
+        "time_to_first_token_ms": timings.time_to_first_token_ms,
+        "decode_tokens_per_s": timings.decode_tokens_per_s,
+        "total_ms": timings.total_ms,
+    })
+}
+
+async fn generate(
+    State(state): State<AppState>,
+    body: Result<Json<GenerateRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let (stream, first) = state.start(request.params(&state)?).await?;
+    let done = collect(stream, first).await?;
+    Ok(Json(json!({
+        "text": done.text,
+        "finish_reason": finish_reason(done.finish_reason),
+        "stats": native_stats(done.usage, done.timings),
+    }))
+    .into_response())
+}
+
+/// Newline-delimited JSON: `{"text": ...}` per chunk, then `{"done": true, ...}`.
+async fn generate_stream(
+    State(state): State<AppState>,
+    body: Result<Json<GenerateRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let (stream, first) = state.start(request.params(&state)?).await?;
+    let lines = chunks(stream, first).map(|chunk| {
+        let value = match chunk {
+            Chunk::Text(text) => json!({"text": text}),
+            Chunk::Done {
+                finish_reason: reason,
+                usage,
+                timings,
+            } => json!({"done": true, "finish_reason": finish_reason(reason),
+                "stats": native_stats(usage, timings)}),
+            Chunk::Rejected(message) | Chunk::Failed(message) => json!({"error": message}),
+        };
+        Ok::<_, Infallible>(format!("{value}\n"))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+async fn models(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "object": "list",
+        "data": [{"id": state.model_name, "object": "model", "created": 0, "owned_by": "tiny-llm"}],
+    }))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.engine.metrics().render(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "no such endpoint: see /v1/completions, /v1/chat/completions, /v1/models, /generate, /generate/stream, /health, /metrics".into(),
+        code: None,
+    }
+}
