@@ -56,11 +56,15 @@ impl SamplingFields {
         }
     }
 
+    /// The stop strings; an empty one would stop before the first token, so it is ignored.
     pub fn stop(&self) -> Vec<String> {
-        self.stop
+        let mut stop = self
+            .stop
             .clone()
             .map(OneOrMany::into_vec)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        stop.retain(|text| !text.is_empty());
+        stop
     }
 }
 
