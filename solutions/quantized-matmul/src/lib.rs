@@ -6,3 +6,7 @@ mod quantized_linear;
 pub use loader::*;
 pub use quantize::*;
 pub use quantized_linear::*;
+// What the tests use alongside the quantized model, from the chapters it builds on.
+pub use kv_cache_solution::{
+    generate, greedy, CachedModel, GenerationOptions, Linear, LoadError, Model, Tokenizer,
+};

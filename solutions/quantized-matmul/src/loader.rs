@@ -4,7 +4,7 @@
 use crate::{Kernel, QuantizedLinear};
 use kv_cache_solution::{DenseLinear, Linear, LinearLoader, Model, Tensors};
 use load_solution::{load_weights, LoadError, ModelConfig};
-use mlx_rs::{Array, Dtype};
+use mlx_rs::Dtype;
 use std::{path::Path, str::FromStr};
 
 /// What to do with a float model's linear layers as they load.
@@ -85,7 +85,7 @@ impl QuantizedLoader {
     }
 
     /// How layer `name` is stored: its own entry in config.json's `"quantization"`, else the
-    /// default there; `None` for a float checkpoint.
+    /// default there; `None` for a float checkpoint. Fails on bits other than 4 and 8.
     ///
     /// Given.
     pub fn stored_quantization(&self, name: &str) -> Result<Option<StoredQuantization>, LoadError> {
@@ -103,20 +103,29 @@ impl QuantizedLoader {
                     ))
                 })
         };
-        Ok(Some(StoredQuantization {
-            bits: field("bits")?,
-            group_size: field("group_size")?,
-        }))
+        let (bits, group_size) = (field("bits")?, field("group_size")?);
+        if (bits != 4 && bits != 8) || group_size <= 0 {
+            return Err(LoadError::Quantization(format!(
+                "{name} is stored with {bits} bits in groups of {group_size}: this engine reads 4 and 8 bits"
+            )));
+        }
+        Ok(Some(StoredQuantization { bits, group_size }))
     }
 }
 
 impl LinearLoader for QuantizedLoader {
-    /// - A layer with `{name}.scales` in `tensors` is stored quantized: a [`QuantizedLinear`]
-    ///   from `{name}.weight`, `.scales`, `.biases` (and `.bias` when present), with the bits
-    ///   and group size of [`QuantizedLoader::stored_quantization`].
-    /// - Otherwise a float layer: quantized with [`QuantizedLinear::quantize`] when the target
-    ///   is not `None` (its error becomes `LoadError::Quantization` naming the layer and the
-    ///   `--quant-group-size` flag), else a `DenseLinear`.
+    /// - A layer with `{name}.scales` among the tensors is stored quantized: a
+    ///   [`QuantizedLinear`] from `{name}.weight` `[out, in * bits / 32]`, `.scales` and `.biases`
+    ///   `[out, in / group_size]`, and `.bias` `[out]` when present, with the bits and group size
+    ///   of [`QuantizedLoader::stored_quantization`]. Checkpoints store scales and biases in
+    ///   float16: cast them to float32, the model's dtype (exact; float16 ones would round every
+    ///   dequantized weight, and turn the activations into float16).
+    /// - Any other layer is float, `{name}.weight` `[out, in]` (and `.bias`): quantized with
+    ///   [`QuantizedLinear::quantize`] when the target is not `Quantization::None`, else a
+    ///   `DenseLinear`.
+    /// - Errors: a missing or misshapen tensor as `Tensors::take` reports it; a quantization
+    ///   that does not fit is `LoadError::Quantization` naming the layer, its input size and,
+    ///   when quantizing, the `--quant-group-size` flag (an MLX error's text is `error.what()`).
     ///
     /// Book: week 2, chapter 9 (quantized matmul), task 4.
     fn load(
@@ -126,50 +135,45 @@ impl LinearLoader for QuantizedLoader {
         in_features: i32,
         tensors: &mut Tensors,
     ) -> Result<Box<dyn Linear>, LoadError> {
-        let bias = tensors.take_optional(&format!("{name}.bias"), Some(&[out_features]))?;
+        let bias = tensors.take_optional(&format!("{name}.bias"), Some(&[out_features]))?; // [out]
         if tensors.contains(&format!("{name}.scales")) {
-            let stored = self.stored_quantization(name)?.ok_or_else(|| {
+            let Some(StoredQuantization { bits, group_size }) = self.stored_quantization(name)?
+            else {
+                return Err(LoadError::Quantization(format!(
+                    "{name} is stored quantized ({name}.scales) but config.json has no \"quantization\""
+                )));
+            };
+            let packed = [out_features, in_features * bits / 32]; // uint32 words
+            let groups = [out_features, in_features / group_size];
+            let weight = tensors.take(&format!("{name}.weight"), Some(&packed))?;
+            // float16 in the checkpoint; float32 is exact and keeps the model in float32.
+            let mut float32 = |part: &str| {
+                tensors
+                    .take(&format!("{name}.{part}"), Some(&groups))? // [out, in / G]
+                    .as_dtype(Dtype::Float32)
+                    .map_err(LoadError::from)
+            };
+            let (scales, biases) = (float32("scales")?, float32("biases")?);
+            let layer =
+                QuantizedLinear::new(weight, scales, biases, bias, group_size, bits, self.kernel)
+                    .map_err(|error| LoadError::Quantization(format!("{name}: {}", error.what())))?;
+            return Ok(Box::new(layer));
+        }
+        let weight = tensors.take(
+            &format!("{name}.weight"),
+            Some(&[out_features, in_features]),
+        )?; // [out, in]
+        let Some(bits) = self.target.bits() else {
+            return Ok(Box::new(DenseLinear::new(weight, bias)));
+        };
+        let layer = QuantizedLinear::quantize(&weight, bias, self.group_size, bits, self.kernel)
+            .map_err(|error| {
                 LoadError::Quantization(format!(
-                    "{name} is quantized but config.json has no \"quantization\""
+                    "cannot quantize {name} ({in_features} inputs) to {bits} bits: {}; choose another --quant-group-size",
+                    error.what()
                 ))
             })?;
-            // MLX checkpoints keep scales and biases in float16. The engine computes in float32:
-            // float16 ones would turn every activation into float16, which x86 CPUs emulate
-            // slowly. The cast is exact.
-            let float32 = |tensor: Array| tensor.as_dtype(Dtype::Float32);
-            let linear = QuantizedLinear::new(
-                tensors.take(&format!("{name}.weight"), None)?,
-                float32(tensors.take(&format!("{name}.scales"), None)?)?,
-                float32(tensors.take(&format!("{name}.biases"), None)?)?,
-                bias,
-                stored.group_size,
-                stored.bits,
-                self.kernel,
-            )
-            .map_err(|error| LoadError::Quantization(format!("{name}: {}", error.what())))?;
-            if linear.shape() != (out_features, in_features) {
-                return Err(LoadError::Quantization(format!(
-                    "{name} unpacks to {:?}, expected [{out_features}, {in_features}]",
-                    linear.shape()
-                )));
-            }
-            return Ok(Box::new(linear));
-        }
-        let weight = tensors.take(&format!("{name}.weight"), Some(&[out_features, in_features]))?;
-        match self.target.bits() {
-            None => Ok(Box::new(DenseLinear::new(weight, bias))),
-            Some(bits) => {
-                let linear =
-                    QuantizedLinear::quantize(&weight, bias, self.group_size, bits, self.kernel)
-                        .map_err(|error| {
-                            LoadError::Quantization(format!(
-                                "cannot quantize {name}: {}; pick another --quant-group-size",
-                                error.what()
-                            ))
-                        })?;
-                Ok(Box::new(linear))
-            }
-        }
+        Ok(Box::new(layer))
     }
 }
 
@@ -196,7 +200,10 @@ pub fn load_model(
             path: config_path.clone(),
             message: format!("not valid JSON: {error}"),
         })?;
-    let stored = json.get("quantization").filter(|value| !value.is_null()).cloned();
+    let stored = json
+        .get("quantization")
+        .filter(|value| !value.is_null())
+        .cloned();
     if stored.is_some() && quantization != Quantization::None {
         return Err(LoadError::Quantization(format!(
             "{} is already quantized (see \"quantization\" in its config.json): pass --quantization none",

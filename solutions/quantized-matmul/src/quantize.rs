@@ -7,9 +7,17 @@ use mlx_rs::{
     Array, Dtype,
 };
 
-/// Checks `bits` and `group_size`, and that the packed weight and its scales fit together;
-/// returns `K`, the unpacked length of the last axis.
-fn unpacked_len(w_q: &Array, scales: &Array, biases: &Array, group_size: i32, bits: i32) -> Result<i32> {
+/// Checks `bits`, the packed weight's dtype, and that its scales and biases fit it; returns `K`,
+/// the unpacked length of the last axis.
+///
+/// Given.
+fn check_packed(
+    w_q: &Array,
+    scales: &Array,
+    biases: &Array,
+    group_size: i32,
+    bits: i32,
+) -> Result<i32> {
     if bits != 4 && bits != 8 {
         return Err(Exception::custom(format!(
             "bits must be 4 or 8, got {bits}"
@@ -21,22 +29,20 @@ fn unpacked_len(w_q: &Array, scales: &Array, biases: &Array, group_size: i32, bi
             w_q.dtype()
         )));
     }
-    let packed = *w_q.shape().last().unwrap_or(&0);
-    let len = packed * (32 / bits);
-    let groups_shape: Vec<i32> = match w_q.shape().split_last() {
-        Some((_, leading)) if group_size > 0 && len % group_size == 0 => {
-            leading.iter().copied().chain([len / group_size]).collect()
-        }
-        _ => {
-            return Err(Exception::custom(format!(
-                "a packed weight {:?} holds rows of {len} values: not a multiple of group_size {group_size}",
-                w_q.shape()
-            )))
-        }
+    let Some((&words, leading)) = w_q.shape().split_last() else {
+        return Err(Exception::custom("the packed weight is a scalar"));
     };
-    if scales.shape() != groups_shape || biases.shape() != groups_shape {
+    let len = words * (32 / bits);
+    if group_size <= 0 || len % group_size != 0 {
         return Err(Exception::custom(format!(
-            "the packed weight {:?} needs scales and biases of shape {groups_shape:?}, got {:?} and {:?}",
+            "the packed weight {:?} holds rows of {len} values ({bits} bits): not a multiple of group_size {group_size}",
+            w_q.shape()
+        )));
+    }
+    let groups: Vec<i32> = leading.iter().copied().chain([len / group_size]).collect();
+    if scales.shape() != groups || biases.shape() != groups {
+        return Err(Exception::custom(format!(
+            "the packed weight {:?} ({bits} bits, groups of {group_size}) needs scales and biases of shape {groups:?}, got {:?} and {:?}",
             w_q.shape(),
             scales.shape(),
             biases.shape()
@@ -50,7 +56,7 @@ fn unpacked_len(w_q: &Array, scales: &Array, biases: &Array, group_size: i32, bi
 /// - `w_q`: `[..., K * bits / 32]` uint32, each word holding `32 / bits` values, the first in
 ///   the lowest bits; `scales`, `biases`: `[..., K / group_size]`.
 /// - Returns `w = scale * q + bias`, `[..., K]`, in the dtype of `scales`.
-/// - Fails when `bits` is not 4 or 8, or the shapes do not fit together.
+/// - Fails when `bits` is not 4 or 8, or the shapes do not fit together (`check_packed`).
 ///
 /// Book: week 2, chapter 9 (quantized matmul), task 1.
 pub fn dequantize(
@@ -60,27 +66,29 @@ pub fn dequantize(
     group_size: i32,
     bits: i32,
 ) -> Result<Array> {
-    let len = unpacked_len(w_q, scales, biases, group_size, bits)?;
+    let len = check_packed(w_q, scales, biases, group_size, bits)?;
     let per_word = 32 / bits;
-    // mlx-rs has no bit shifts: dividing by 2^(j * bits) shifts right, the remainder by 2^bits
-    // keeps the low `bits` bits.
-    let powers: Vec<u32> = (0..per_word).map(|j| 1u32 << (j * bits)).collect();
-    let powers = Array::from_slice(&powers, &[per_word]); // [P]
+    // MLX has no bit shifts for us: dividing by 2^(j * bits) shifts value j down to the lowest
+    // bits, and the remainder by 2^bits keeps only those.
+    let shifts: Vec<u32> = (0..per_word).map(|j| 1 << (j * bits)).collect();
+    let shifts = Array::from_slice(&shifts, &[per_word]); // [P]
+    let levels = Array::from_slice(&[1u32 << bits], &[1]);
     let q = w_q
         .expand_dims(-1)? // [..., K / P, 1]
-        .floor_divide(&powers)? // [..., K / P, P]
-        .remainder(Array::from_int(1 << bits).as_dtype(Dtype::Uint32)?)?;
-    let mut grouped_shape = w_q.shape().to_vec();
-    let last = grouped_shape.len() - 1;
-    grouped_shape[last] = len / group_size;
-    grouped_shape.push(group_size);
+        .floor_divide(&shifts)? // [..., K / P, P]
+        .remainder(&levels)?; // [..., K / P, P], each in 0..2^bits
+    let leading = &w_q.shape()[..w_q.ndim() - 1];
+    let grouped: Vec<i32> = leading
+        .iter()
+        .copied()
+        .chain([len / group_size, group_size])
+        .collect();
     let w = q
-        .reshape(&grouped_shape)? // [..., K / G, G]
+        .reshape(&grouped)? // [..., K / G, G]
         .as_dtype(scales.dtype())?
-        .multiply(scales.expand_dims(-1)?)?
+        .multiply(scales.expand_dims(-1)?)? // [..., K / G, G]
         .add(biases.expand_dims(-1)?)?; // [..., K / G, G]
-    let mut shape = w_q.shape().to_vec();
-    shape[last] = len;
+    let shape: Vec<i32> = leading.iter().copied().chain([len]).collect();
     w.reshape(&shape) // [..., K]
 }
 
@@ -88,8 +96,8 @@ pub fn dequantize(
 ///
 /// - `x`: `[..., K]`.
 /// - `transpose == true`: `w_q` packs `W` `[N, K]` and the result is `x W^T`, `[..., N]` (the
-///   layout of a linear layer's weight). `transpose == false`: `w_q` packs `W` `[K, N]` and the
-///   result is `x W`.
+///   layout of a linear layer's weight). `transpose == false`: `w_q` packs `W` `[K, N]` (groups
+///   along `N`) and the result is `x W`.
 /// - `scales`, `biases`, `group_size`, `bits`: as in [`dequantize`].
 ///
 /// Book: week 2, chapter 9 (quantized matmul), task 2.
@@ -103,6 +111,6 @@ pub fn quantized_matmul(
     transpose: bool,
 ) -> Result<Array> {
     let w = dequantize(w_q, scales, biases, group_size, bits)?; // [N, K] or [K, N]
-    let w = if transpose { w.t() } else { w }; // [K, N]
+    let w = if transpose { w.swap_axes(-1, -2)? } else { w }; // [K, N]
     x.matmul(&w) // [..., N]
 }

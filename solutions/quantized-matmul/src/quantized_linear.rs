@@ -27,6 +27,7 @@ pub struct QuantizedLinear {
     weight: Array,
     /// `[out, in / group_size]`.
     scales: Array,
+    /// `[out, in / group_size]`.
     biases: Array,
     /// `[out]`.
     bias: Option<Array>,
@@ -35,11 +36,21 @@ pub struct QuantizedLinear {
     kernel: Kernel,
 }
 
+fn check_bits(bits: i32) -> Result<()> {
+    if bits == 4 || bits == 8 {
+        Ok(())
+    } else {
+        Err(Exception::custom(format!(
+            "bits must be 4 or 8, got {bits}"
+        )))
+    }
+}
+
 impl QuantizedLinear {
-    /// A layer from tensors already quantized (MLX's layout: `{name}.weight`, `.scales`,
-    /// `.biases`).
+    /// A layer from tensors already quantized, in MLX's layout (`{name}.weight`, `.scales`,
+    /// `.biases` in an MLX checkpoint).
     ///
-    /// - Fails when the shapes do not fit `group_size` and `bits` (see [`dequantize`]).
+    /// - Fails when `bits` is not 4 or 8, or the shapes do not fit `group_size` and `bits`.
     ///
     /// Given.
     pub fn new(
@@ -51,19 +62,25 @@ impl QuantizedLinear {
         bits: i32,
         kernel: Kernel,
     ) -> Result<Self> {
-        if bits != 4 && bits != 8 {
+        check_bits(bits)?;
+        let fits = match weight.shape() {
+            &[out, words] => {
+                let inputs = words * (32 / bits);
+                group_size > 0
+                    && inputs % group_size == 0
+                    && scales.shape() == [out, inputs / group_size]
+                    && biases.shape() == scales.shape()
+                    && bias.as_ref().is_none_or(|bias| bias.shape() == [out])
+            }
+            _ => false,
+        };
+        if !fits {
             return Err(Exception::custom(format!(
-                "bits must be 4 or 8, got {bits}"
-            )));
-        }
-        let out = weight.shape()[0];
-        let groups = weight.shape()[1] * (32 / bits) / group_size.max(1);
-        if weight.ndim() != 2 || scales.shape() != [out, groups] || biases.shape() != scales.shape() {
-            return Err(Exception::custom(format!(
-                "a quantized weight {:?} ({bits} bits, groups of {group_size}) needs scales and biases [{out}, {groups}], got {:?} and {:?}",
+                "a quantized weight {:?} ({bits} bits, groups of {group_size}) does not fit scales {:?}, biases {:?} and bias {:?}",
                 weight.shape(),
                 scales.shape(),
-                biases.shape()
+                biases.shape(),
+                bias.as_ref().map(Array::shape)
             )));
         }
         Ok(QuantizedLinear {
@@ -77,9 +94,11 @@ impl QuantizedLinear {
         })
     }
 
-    /// Quantizes a float weight `[out, in]` with MLX's `quantize`.
+    /// Quantizes a float weight `[out, in]` with MLX's `quantize` (scales and biases in the
+    /// weight's dtype).
     ///
-    /// - Fails, naming the fix, when `group_size` does not divide `in` or is not 32, 64 or 128.
+    /// - Fails, naming the input size, when `group_size` is not 32, 64 or 128 or does not divide
+    ///   `in`, or when `bits` is not 4 or 8.
     ///
     /// Given.
     pub fn quantize(
@@ -89,22 +108,20 @@ impl QuantizedLinear {
         bits: i32,
         kernel: Kernel,
     ) -> Result<Self> {
-        let inputs = weight.shape()[1];
+        check_bits(bits)?;
+        let &[_, inputs] = weight.shape() else {
+            return Err(Exception::custom(format!(
+                "only a matrix [out, in] can be quantized, got shape {:?}",
+                weight.shape()
+            )));
+        };
         if ![32, 64, 128].contains(&group_size) || inputs % group_size != 0 {
             return Err(Exception::custom(format!(
-                "group size {group_size} does not fit a layer with {inputs} inputs: it must be 32, 64 or 128 and divide the input size"
+                "group size {group_size} does not fit {inputs} inputs: it must be 32, 64 or 128 and divide {inputs}"
             )));
         }
-        let (packed, scales, biases) = ops::quantize(weight, group_size, bits)?;
-        QuantizedLinear::new(packed, scales, biases, bias, group_size, bits, kernel)
-    }
-
-    pub fn bits(&self) -> i32 {
-        self.bits
-    }
-
-    pub fn group_size(&self) -> i32 {
-        self.group_size
+        let (weight, scales, biases) = ops::quantize(weight, group_size, bits)?;
+        QuantizedLinear::new(weight, scales, biases, bias, group_size, bits, kernel)
     }
 }
 
@@ -114,45 +131,41 @@ impl Linear for QuantizedLinear {
     /// Book: week 2, chapter 9 (quantized matmul), task 3.
     fn forward(&self, x: &Array) -> Result<Array> {
         let (w, scales, biases) = (&self.weight, &self.scales, &self.biases);
+        let (group_size, bits) = (self.group_size, self.bits);
         let y = match self.kernel {
-            Kernel::Course => {
-                quantized_matmul(x, w, scales, biases, self.group_size, self.bits, true)?
-            }
-            Kernel::Mlx => ops::quantized_matmul(
-                x,
-                w,
-                scales,
-                biases,
-                true,
-                self.group_size,
-                self.bits,
-            )?,
+            Kernel::Mlx => ops::quantized_matmul(x, w, scales, biases, true, group_size, bits)?,
+            Kernel::Course => quantized_matmul(x, w, scales, biases, group_size, bits, true)?,
         }; // [..., out]
         match &self.bias {
-            Some(bias) => y.add(bias),
+            Some(bias) => y.add(bias), // [..., out]
             None => Ok(y),
         }
     }
 
-    /// Rows `ids` of `W`: take the packed rows and their scales and biases, then dequantize
-    /// only those (an embedding lookup never unpacks the whole table).
+    /// Rows `ids` of `W`, as float: take the packed rows and their scales and biases, then
+    /// dequantize only those (an embedding lookup never unpacks the whole table).
+    ///
+    /// - `ids`: `[...]` integers -> `[..., in]`, in the dtype of the scales.
     ///
     /// Book: week 2, chapter 9 (quantized matmul), task 3.
     fn rows(&self, ids: &Array) -> Result<Array> {
         let weight = self.weight.take_axis(ids, 0)?; // [..., in * bits / 32]
         let scales = self.scales.take_axis(ids, 0)?; // [..., in / G]
-        let biases = self.biases.take_axis(ids, 0)?;
-        let (group_size, bits) = (self.group_size, self.bits);
-        match self.kernel {
-            Kernel::Course => dequantize(&weight, &scales, &biases, group_size, bits),
-            Kernel::Mlx => ops::dequantize(&weight, &scales, &biases, group_size, bits),
-        } // [..., in]
+        let biases = self.biases.take_axis(ids, 0)?; // [..., in / G]
+        dequantize(&weight, &scales, &biases, self.group_size, self.bits) // [..., in]
     }
 
+    /// `(out, in)`: `in` counts the unpacked values, `32 / bits` per word.
+    ///
+    /// Book: week 2, chapter 9 (quantized matmul), task 3.
     fn shape(&self) -> (i32, i32) {
-        (self.weight.shape()[0], self.weight.shape()[1] * (32 / self.bits))
+        let shape = self.weight.shape(); // [out, in * bits / 32]
+        (shape[0], shape[1] * (32 / self.bits))
     }
 
+    /// The packed weight, the scales, the biases and the bias.
+    ///
+    /// Book: week 2, chapter 9 (quantized matmul), task 3.
     fn nbytes(&self) -> usize {
         [&self.weight, &self.scales, &self.biases]
             .into_iter()
