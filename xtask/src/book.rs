@@ -94,10 +94,9 @@ pub fn check_references() -> Result<Vec<String>> {
                 .match_indices("cargo xtask ")
                 .map(|(at, _)| ((), &line[at + 12..]))
             {
-                let words: Vec<&str> = command
-                    .split(|c: char| c.is_whitespace() || c == '`')
-                    .take_while(|word| !word.is_empty())
-                    .collect();
+                // The command ends with its inline code span, or a shell comment, or the line.
+                let command = command.split(['`', '#']).next().unwrap_or_default();
+                let words: Vec<&str> = command.split_whitespace().collect();
                 if let Err(problem) = check_command(&words) {
                     problems.push(format!(
                         "book/src/{name}: `cargo xtask {}`: {problem}",
