@@ -10,10 +10,10 @@ use kv_cache::{
 };
 use mlx_rs::{fast, ops, ops::indexing::IndexOp, Array, Dtype};
 use rstest::rstest;
-use std::{cell::Cell, fmt::Display, path::Path, rc::Rc};
+use std::{cell::Cell, path::Path, rc::Rc};
 use test_support::{
-    assert_allclose, expect_ok, fetched_model_dir, fixture_path, load_fixture, load_tiny_model,
-    random_array, TinyModel, Tolerance,
+    assert_allclose, expect_ok as ok, expect_ok, fetched_model_dir, fixture_path, load_fixture,
+    load_tiny_model, random_array, token_ids as ids, TinyModel, Tolerance,
 };
 
 const SMOLLM2: &str = "smollm2-135m-instruct";
@@ -30,18 +30,6 @@ const TINY_LOGITS: Tolerance = Tolerance {
     rtol: 1e-5,
     atol: 1e-4,
 };
-
-fn ok<T, E: Display>(result: Result<T, E>, what: &str) -> T {
-    result.unwrap_or_else(|error| panic!("{what} returned an error: {error}"))
-}
-
-fn ids(array: &Array) -> Vec<u32> {
-    array
-        .as_slice::<i32>()
-        .iter()
-        .map(|&id| id as u32)
-        .collect()
-}
 
 fn tokens_array(tokens: &[u32]) -> Array {
     Array::from_slice(tokens, &[1, tokens.len() as i32]) // [1, L]

@@ -9,10 +9,10 @@ use quantized_matmul::{
     GenerationOptions, Kernel, Linear, LoadError, Model, Quantization, QuantizedLinear, Tokenizer,
 };
 use rstest::rstest;
-use std::{collections::HashMap, fmt::Display, path::Path};
+use std::{collections::HashMap, path::Path};
 use test_support::{
-    assert_allclose, expect_ok, fetched_model_dir, fixture_path, load_fixture, random_array,
-    Tolerance,
+    assert_allclose, expect_ok as ok, expect_ok, fetched_model_dir, fixture_path, load_fixture,
+    random_array, token_ids as ids, Tolerance,
 };
 
 const SMOLLM2: &str = "smollm2-135m-instruct";
@@ -33,10 +33,6 @@ const MATMUL: Tolerance = Tolerance {
     rtol: 1e-5,
     atol: 1e-4,
 };
-
-fn ok<T, E: Display>(result: Result<T, E>, what: &str) -> T {
-    result.unwrap_or_else(|error| panic!("{what} returned an error: {error}"))
-}
 
 /// MLX's quantization of a float matrix `[R, C]`: packed `[R, C * bits / 32]`, scales and biases
 /// `[R, C / group_size]`.
@@ -705,14 +701,6 @@ fn task_4_a_quantized_checkpoint_loads_as_stored() {
         ROUNDED_MODEL,
         "llama-tiny stored in 8 bits vs the float model of its dequantized weights: logits of seq2",
     );
-}
-
-fn ids(array: &Array) -> Vec<u32> {
-    array
-        .as_slice::<i32>()
-        .iter()
-        .map(|&id| id as u32)
-        .collect()
 }
 
 /// Greedy steps per prompt: each step of the course's kernel unpacks every weight of the model,

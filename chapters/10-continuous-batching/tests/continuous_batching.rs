@@ -12,12 +12,11 @@ use mlx_rs::{ops, ops::indexing::IndexOp, Array, Dtype};
 use rstest::rstest;
 use std::{
     collections::{BTreeMap, HashMap},
-    fmt::Display,
     path::Path,
 };
 use test_support::{
-    assert_allclose, expect_ok, fetched_model_dir, fixture_path, load_fixture, random_array,
-    Tolerance,
+    assert_allclose, expect_ok as ok, expect_ok, fetched_model_dir, fixture_path, load_fixture,
+    random_array, token_ids as ids, Tolerance,
 };
 
 const SMOLLM2: &str = "smollm2-135m-instruct";
@@ -34,18 +33,6 @@ const TINY_LOGITS: Tolerance = Tolerance {
     rtol: 1e-5,
     atol: 1e-4,
 };
-
-fn ok<T, E: Display>(result: Result<T, E>, what: &str) -> T {
-    result.unwrap_or_else(|error| panic!("{what} returned an error: {error}"))
-}
-
-fn ids(array: &Array) -> Vec<u32> {
-    array
-        .as_slice::<i32>()
-        .iter()
-        .map(|&id| id as u32)
-        .collect()
-}
 
 fn load_model(dir: &Path) -> Model {
     Model::load(dir).unwrap_or_else(|error| panic!("Model::load({}): {error}", dir.display()))

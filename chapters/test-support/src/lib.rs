@@ -20,6 +20,15 @@ pub fn random_array(shape: &[i32], dtype: Dtype, seed: u64) -> Array {
 }
 
 /// Unwraps what a learner's function returned, turning an `Err` into a readable test failure.
-pub fn expect_ok<T>(result: mlx_rs::error::Result<T>, what: &str) -> T {
+pub fn expect_ok<T, E: std::fmt::Display>(result: Result<T, E>, what: &str) -> T {
     result.unwrap_or_else(|error| panic!("{what} returned an error: {error}"))
+}
+
+/// The token ids in an int32 reference array (the fixtures store ids as int32).
+pub fn token_ids(array: &Array) -> Vec<u32> {
+    array
+        .as_slice::<i32>()
+        .iter()
+        .map(|&id| id as u32)
+        .collect()
 }
