@@ -8,11 +8,11 @@ mod unfinished;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
-use decode::{generate, GenerationOptions, Message, Tokenizer};
-use kv_cache::CachedModel;
+use decode::{generate, ContextPolicy, GenerationOptions, Message, StopReason, Tokenizer};
+use kv_cache::{CachedModel, KvCache};
 use quantized_matmul::{load_model, weight_bytes, Kernel, Quantization};
 use sampling::{Sampler, SamplingParams};
-use stats::Stats;
+use stats::{GenerationStats, Timer};
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -68,10 +68,29 @@ struct Args {
     #[arg(long, default_value = "none")]
     quantization: Quantization,
     /// Weights per scale and bias with --quantization: 32, 64 or 128, dividing every layer's
-    /// input size. 32 matches the built-in model's GGUF blocks; at int4, 64 garbles SmolLM2's text.
-    #[arg(long, value_name = "N", default_value_t = 32)]
-    quant_group_size: i32,
-    /// Print token counts, the stop reason and speeds to stderr.
+    /// input size [default: 32, the built-in model's GGUF blocks; at int4, 64 garbles SmolLM2's text].
+    #[arg(long, value_name = "N")]
+    quant_group_size: Option<i32>,
+    /// The context budget: prompt plus generated tokens. Defaults to the model's context length
+    /// (`max_position_embeddings` in config.json), which it may not exceed.
+    #[arg(long, value_name = "N")]
+    max_seq_len: Option<usize>,
+    /// What to do with a prompt that does not fit the context budget:
+    /// allow_context_stop (keep the prompt whole, stop generating when the context is full;
+    /// refuse a prompt that fills it), reject (refuse a prompt that, with --max-new-tokens, does not
+    /// fit), truncate_left / truncate_right (drop the oldest / newest prompt tokens so the prompt
+    /// fits, then as allow_context_stop), reserve_generation (drop the oldest prompt tokens so that
+    /// all --max-new-tokens fit).
+    #[arg(long, value_name = "POLICY", default_value_t = ContextPolicy::AllowContextStop)]
+    context_policy: ContextPolicy,
+    /// Print the prompt the model reads (after the chat template and the context policy) before
+    /// the generated text.
+    #[arg(long)]
+    echo: bool,
+    /// Print one JSON object instead of streaming: the text, the prompt with --echo, and the stats.
+    #[arg(long)]
+    json: bool,
+    /// Print token counts, the stop reason, speeds, context and memory to stderr.
     #[arg(long)]
     show_stats: bool,
 }
@@ -131,6 +150,12 @@ fn run(args: Args) -> Result<()> {
     })
     // MLX's own message also names the line that raised it: noise for a bad flag.
     .map_err(|error| anyhow!("invalid sampling options: {}", error.what()))?;
+    if args.quant_group_size.is_some() && args.quantization == Quantization::None {
+        bail!("--quant-group-size only applies with --quantization int4 or int8");
+    }
+    if args.prompt.is_none() && args.messages.is_empty() {
+        bail!("nothing to continue: give --prompt TEXT or --message ROLE:CONTENT");
+    }
     let dir = &args.model_path;
     if !dir.join("config.json").is_file() {
         bail!(
@@ -138,8 +163,14 @@ fn run(args: Args) -> Result<()> {
             dir.display()
         );
     }
-    let model = load_model(dir, args.quantization, args.quant_group_size, KERNEL)
+    let group_size = args.quant_group_size.unwrap_or(32);
+    let model = load_model(dir, args.quantization, group_size, KERNEL)
         .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    let context_length = model.config().max_position_embeddings.max(1) as usize;
+    let max_seq_len = args.max_seq_len.unwrap_or(context_length);
+    if max_seq_len == 0 || max_seq_len > context_length {
+        bail!("--max-seq-len {max_seq_len} is outside this model's context of 1 to {context_length} tokens");
+    }
     let tokenizer = Tokenizer::load(dir)?;
 
     let mut messages = args.messages;
@@ -149,52 +180,146 @@ fn run(args: Args) -> Result<()> {
         }
     }
     let text = match (&args.prompt, messages.is_empty()) {
-        (None, true) => bail!("nothing to continue: give --prompt TEXT or --message ROLE:CONTENT"),
         (Some(prompt), true) => prompt.clone(),
-        (_, false) => tokenizer
+        _ => tokenizer
             .apply_chat_template(&messages, true)
             .context("--chat and --message need the model's chat template")?,
     };
     let prompt = tokenizer.encode(&text)?;
+    if prompt.is_empty() {
+        bail!("the prompt is empty: give --prompt some text");
+    }
+    let plan = args
+        .context_policy
+        .fit(prompt.len(), args.max_new_tokens, max_seq_len)
+        .map_err(|error| {
+            anyhow!("{error}: shorten the prompt, lower --max-new-tokens, raise --max-seq-len (at most {context_length}) or pick another --context-policy")
+        })?;
+    let dropped = prompt.len() - plan.kept.len();
+    let prompt = &prompt[plan.kept.clone()];
+    let echoed = if args.echo {
+        Some(tokenizer.decode(prompt)?)
+    } else {
+        None
+    };
 
     let options = GenerationOptions {
-        max_new_tokens: args.max_new_tokens,
+        max_new_tokens: plan.max_new_tokens,
         stop_strings: args.stop_strings,
         ignore_eos: false,
     };
-    let mut stats = Stats::start(prompt.len());
     let mut stdout = std::io::stdout().lock();
     let mut write_error = None;
+    let mut print = |text: &str| {
+        if args.json {
+            return;
+        }
+        let written = stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush());
+        if let Err(error) = written {
+            write_error.get_or_insert(error);
+        }
+    };
+    if let Some(echoed) = &echoed {
+        print(echoed);
+    }
+    let mut timer = Timer::start();
     let mut cached = CachedModel::new(&model);
     let generation = generate(
         &mut cached,
         &tokenizer,
-        &prompt,
+        prompt,
         &options,
         &mut |logits, tokens| {
             let token = sampler.sample(logits, tokens)?;
-            stats.token_chosen();
+            timer.token_chosen();
             Ok(token)
         },
-        &mut |chunk| {
-            let written = stdout
-                .write_all(chunk.as_bytes())
-                .and_then(|()| stdout.flush());
-            if let Err(error) = written {
-                write_error.get_or_insert(error);
-            }
-        },
+        &mut print,
     )?;
     if let Some(error) = write_error {
         return Err(error).context("cannot write to stdout");
     }
-    writeln!(stdout).context("cannot write to stdout")?;
+    let timings = timer.finish();
+
+    let stop_reason = match generation.stop_reason {
+        StopReason::Eos => "eos",
+        StopReason::StopString => "stop_string",
+        StopReason::MaxTokens if plan.stops_at_context => "context_length",
+        StopReason::MaxTokens => "max_tokens",
+    };
+    let (time_to_first_token_ms, prefill_tokens_per_s, decode_tokens_per_s) =
+        GenerationStats::speeds(&timings, prompt.len());
+    let (cache_allocated, cache_active) = cache_bytes(cached.cache());
+    let weights = weight_bytes(&model);
+    let (quantization, quant_group_size) = quantization_of(dir, args.quantization, group_size)?;
+    let stats = GenerationStats {
+        prompt_tokens: prompt.len(),
+        prompt_tokens_dropped: dropped,
+        generated_tokens: generation.tokens.len(),
+        stop_reason,
+        time_to_first_token_ms,
+        prefill_tokens_per_s,
+        decode_tokens_per_s,
+        total_time_ms: timings.total.as_secs_f64() * 1e3,
+        max_seq_len,
+        context_policy: args.context_policy.to_string(),
+        tokens_left: max_seq_len - prompt.len() - generation.tokens.len(),
+        kv_cache_allocated_bytes: cache_allocated,
+        kv_cache_active_bytes: cache_active,
+        quantization,
+        quant_group_size,
+        linear_weight_bytes: weights.in_memory,
+        linear_weight_bytes_float32: weights.float32,
+        peak_memory_bytes: mlx_rs::memory::peak_memory()?,
+    };
+    if args.json {
+        let mut report = serde_json::json!({ "text": generation.text, "stats": stats });
+        if let Some(echoed) = echoed {
+            report["prompt"] = echoed.into();
+        }
+        writeln!(stdout, "{report}").context("cannot write to stdout")?;
+    } else {
+        writeln!(stdout).context("cannot write to stdout")?;
+    }
     if args.show_stats {
-        let cache_bytes = cached.cache().iter().map(|layer| layer.nbytes()).sum();
-        eprintln!(
-            "{}",
-            stats.report(&generation, &weight_bytes(&model), cache_bytes)
-        );
+        eprintln!("{}", stats.report());
     }
     Ok(())
+}
+
+/// The cache's bytes: allocated (grown in steps) and holding keys and values.
+fn cache_bytes(cache: &[KvCache]) -> (usize, usize) {
+    cache.iter().fold((0, 0), |(allocated, active), layer| {
+        let used = match layer.capacity() {
+            0 => 0,
+            capacity => layer.nbytes() / capacity as usize * layer.offset() as usize,
+        };
+        (allocated + layer.nbytes(), active + used)
+    })
+}
+
+/// How the linear layers are quantized: at load, or as stored in `dir` (config.json's
+/// `"quantization"`, mlx-lm's format).
+fn quantization_of(
+    dir: &Path,
+    at_load: Quantization,
+    group_size: i32,
+) -> Result<(String, Option<i32>)> {
+    if let Some(bits) = at_load.bits() {
+        return Ok((format!("int{bits}"), Some(group_size)));
+    }
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let config: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not valid JSON", path.display()))?;
+    let stored = &config["quantization"];
+    Ok(
+        match (stored["bits"].as_i64(), stored["group_size"].as_i64()) {
+            (Some(bits), group) => (format!("int{bits}"), group.map(|group| group as i32)),
+            _ => ("none".into(), None),
+        },
+    )
 }
