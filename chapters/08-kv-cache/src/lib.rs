@@ -1,7 +1,7 @@
 //! Week 2, chapter 8: the KV cache. Your code goes in `src/cache.rs` (the cache),
 //! `src/attention.rs` (attention that reads and fills it), `src/model.rs` (the model's forward
 //! pass over new tokens) and `src/generate.rs` (generation with one prefill); `src/linear.rs`,
-//! `src/layer_cache.rs` and the rest of each file are given. The tests are in
+//! `src/layer_cache.rs`, `src/kernels.rs` and the rest of each file are given. The tests are in
 //! `tests/kv_cache.rs`. Book: book/src/week2-08-kv-cache.md.
 //!
 //! With the `solution` feature this crate exposes the reference solution instead.
@@ -17,6 +17,8 @@ mod cache;
 #[allow(unused_variables, unused_imports, dead_code)]
 mod generate;
 #[cfg(not(feature = "solution"))]
+mod kernels;
+#[cfg(not(feature = "solution"))]
 mod layer_cache;
 #[cfg(not(feature = "solution"))]
 mod linear;
@@ -30,6 +32,7 @@ pub use {
     cache::*,
     decode::{generate, greedy, DecodeError, GenerationOptions, LanguageModel, Tokenizer},
     generate::*,
+    kernels::*,
     layer_cache::*,
     linear::*,
     load::{LoadError, ModelConfig},

@@ -1,10 +1,12 @@
 //! The week-2 model: chapter 5's model with a KV cache per layer, and linear layers that may be
 //! dense or quantized (chapter 9).
 
-use crate::{AttentionLayers, CachedAttention, DenseLinear, KvCache, LayerCache, Linear};
+use crate::{
+    AttentionLayers, CachedAttention, DenseLinear, Kernels, KvCache, LayerCache, Linear, Norm,
+};
 use load::{load_weights, LoadError, ModelConfig};
 use mlx_rs::{error::Exception, Array};
-use rmsnorm_mlp::{silu, AttentionConfig, RmsNorm};
+use rmsnorm_mlp::{silu, AttentionConfig};
 use std::{collections::HashMap, path::Path};
 
 /// A checkpoint's tensors by name, taken out one by one as the model is built.
@@ -107,17 +109,20 @@ impl Mlp {
 
 /// One decoder layer, as in chapter 4, with a cache for its attention.
 struct Block {
-    input_layernorm: RmsNorm,
+    input_layernorm: Norm,
     attention: CachedAttention,
-    post_attention_layernorm: RmsNorm,
+    post_attention_layernorm: Norm,
     mlp: Mlp,
+    kernels: Kernels,
 }
 
 impl Block {
     fn forward(&self, x: &Array, cache: &mut dyn LayerCache) -> mlx_rs::error::Result<Array> {
-        let attended = self
-            .attention
-            .forward(&self.input_layernorm.forward(x)?, cache)?;
+        let normalized = self.input_layernorm.forward(x)?; // [B, L, E]
+        let attended = match self.kernels {
+            Kernels::Course => self.attention.forward(&normalized, cache)?,
+            Kernels::Fused => self.attention.forward_fused(&normalized, cache)?,
+        };
         let h = x.add(&attended)?; // [B, L, E]
         h.add(
             self.mlp
@@ -134,7 +139,7 @@ pub struct Model {
     /// `[V, E]`; also the output layer when the embeddings are tied.
     embed_tokens: Box<dyn Linear>,
     layers: Vec<Block>,
-    norm: RmsNorm,
+    norm: Norm,
     /// `[V, E]`; `None` when tied.
     lm_head: Option<Box<dyn Linear>>,
 }
@@ -212,19 +217,20 @@ impl Model {
             attention.k_norm =
                 tensors.take_optional(&name("self_attn.k_norm.weight"), Some(&[head_dim]))?;
             blocks.push(Block {
-                input_layernorm: RmsNorm::new(
+                input_layernorm: Norm::new(
                     tensors.take(&name("input_layernorm.weight"), Some(&[hidden]))?,
                     eps,
                 ),
                 attention: CachedAttention::new(attention_config, attention),
-                post_attention_layernorm: RmsNorm::new(
+                post_attention_layernorm: Norm::new(
                     tensors.take(&name("post_attention_layernorm.weight"), Some(&[hidden]))?,
                     eps,
                 ),
                 mlp,
+                kernels: Kernels::Course,
             });
         }
-        let norm = RmsNorm::new(tensors.take("model.norm.weight", Some(&[hidden]))?, eps);
+        let norm = Norm::new(tensors.take("model.norm.weight", Some(&[hidden]))?, eps);
         Ok(Model {
             config,
             embed_tokens,
@@ -236,6 +242,19 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Runs normalization, RoPE and attention with `kernels` (yours by default).
+    ///
+    /// Given.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Self {
+        for block in &mut self.layers {
+            block.kernels = kernels;
+            block.input_layernorm.set_kernels(kernels);
+            block.post_attention_layernorm.set_kernels(kernels);
+        }
+        self.norm.set_kernels(kernels);
+        self
     }
 
     /// A fresh, empty cache: one [`KvCache`] per layer.

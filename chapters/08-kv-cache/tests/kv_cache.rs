@@ -5,8 +5,8 @@
 
 use kv_cache::{
     generate, greedy, AttentionConfig, AttentionLayers, CachedAttention, CachedModel, DenseLinear,
-    DenseLoader, GenerationOptions, KvCache, LanguageModel, Linear, LinearLoader, LoadError, Model,
-    ModelConfig, Tensors, Tokenizer, STEP,
+    DenseLoader, GenerationOptions, Kernels, KvCache, LanguageModel, Linear, LinearLoader,
+    LoadError, Model, ModelConfig, Tensors, Tokenizer, STEP,
 };
 use mlx_rs::{fast, ops, ops::indexing::IndexOp, Array, Dtype};
 use rstest::rstest;
@@ -448,10 +448,12 @@ fn prefill_then_decode(model: &Model, tokens: &Array, prefill: i32) -> (Array, V
 #[case::seq2_prefill_all(2, 16)]
 fn task_4_prefill_then_decode_matches_transformers(
     #[values("llama-tiny", "qwen2-tiny", "qwen3-tiny")] model_name: &str,
+    #[values(Kernels::Course, Kernels::Fused)] kernels: Kernels,
     #[case] sequence: usize,
     #[case] prefill: i32,
 ) {
-    let model = load_model(&fixture_path(model_name));
+    // Fused: your forward pass and cache around MLX's norm, RoPE and attention kernels.
+    let model = load_model(&fixture_path(model_name)).with_kernels(kernels);
     let reference = load_fixture(&format!("{model_name}/reference.safetensors"));
     let tokens = reference[&format!("seq{sequence}.tokens")]
         .expand_dims(0)
@@ -463,7 +465,7 @@ fn task_4_prefill_then_decode_matches_transformers(
         &reference[&format!("seq{sequence}.logits")],
         TINY_LOGITS,
         &format!(
-            "{model_name} logits of seq{sequence} (prefill {prefill}, then one token per step)"
+            "{model_name} logits of seq{sequence} ({kernels:?} kernels, prefill {prefill}, then one token per step)"
         ),
     );
     let length = tokens.shape()[1];

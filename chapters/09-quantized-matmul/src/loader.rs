@@ -2,7 +2,9 @@
 //! directory, or quantized from float weights as they load.
 
 use crate::{Kernel, QuantizedLinear};
-use kv_cache::{DenseLinear, Linear, LinearLoader, LoadError, Model, ModelConfig, Tensors};
+use kv_cache::{
+    DenseLinear, Kernels, Linear, LinearLoader, LoadError, Model, ModelConfig, Tensors,
+};
 use load::load_weights;
 use mlx_rs::Dtype;
 use std::{path::Path, str::FromStr};
@@ -140,7 +142,8 @@ impl LinearLoader for QuantizedLoader {
 }
 
 /// Loads the model in `dir`: its quantized layers as stored, its float layers quantized to
-/// `quantization` with groups of `group_size` (or kept as they are with `Quantization::None`).
+/// `quantization` with groups of `group_size` (or kept as they are with `Quantization::None`);
+/// `Kernel::Mlx` also runs normalization, RoPE and attention on MLX's fused kernels.
 ///
 /// - Asking to quantize a directory that is already quantized is `LoadError::Quantization`.
 ///
@@ -179,7 +182,11 @@ pub fn load_model(
         path: dir.to_path_buf(),
         message: error.to_string(),
     })?;
-    Model::from_weights(config, weights, &loader)
+    let kernels = match kernel {
+        Kernel::Mlx => Kernels::Fused,
+        Kernel::Course => Kernels::Course,
+    };
+    Ok(Model::from_weights(config, weights, &loader)?.with_kernels(kernels))
 }
 
 /// The linear layers' weight bytes, as float32 and as they are in memory.

@@ -3,12 +3,14 @@
 mod attention;
 mod cache;
 mod generate;
+mod kernels;
 mod layer_cache;
 mod linear;
 mod model;
 pub use attention::*;
 pub use cache::*;
 pub use generate::*;
+pub use kernels::*;
 pub use layer_cache::*;
 pub use linear::*;
 pub use model::*;

@@ -2,7 +2,7 @@
 //! directory, or quantized from float weights as they load.
 
 use crate::{Kernel, QuantizedLinear};
-use kv_cache_solution::{DenseLinear, Linear, LinearLoader, Model, Tensors};
+use kv_cache_solution::{DenseLinear, Kernels, Linear, LinearLoader, Model, Tensors};
 use load_solution::{load_weights, LoadError, ModelConfig};
 use mlx_rs::Dtype;
 use std::{path::Path, str::FromStr};
@@ -178,7 +178,8 @@ impl LinearLoader for QuantizedLoader {
 }
 
 /// Loads the model in `dir`: its quantized layers as stored, its float layers quantized to
-/// `quantization` with groups of `group_size` (or kept as they are with `Quantization::None`).
+/// `quantization` with groups of `group_size` (or kept as they are with `Quantization::None`);
+/// `Kernel::Mlx` also runs normalization, RoPE and attention on MLX's fused kernels.
 ///
 /// - Asking to quantize a directory that is already quantized is `LoadError::Quantization`.
 ///
@@ -211,7 +212,11 @@ pub fn load_model(
         )));
     }
     let loader = QuantizedLoader::new(stored, quantization, group_size, kernel);
-    Model::from_weights(config, load_weights(dir)?, &loader)
+    let kernels = match kernel {
+        Kernel::Mlx => Kernels::Fused,
+        Kernel::Course => Kernels::Course,
+    };
+    Ok(Model::from_weights(config, load_weights(dir)?, &loader)?.with_kernels(kernels))
 }
 
 /// The linear layers' weight bytes, as float32 and as they are in memory.
