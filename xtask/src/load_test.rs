@@ -45,7 +45,10 @@ fn prompts() -> [String; 2] {
     let paragraph = "The river runs past the old mill, under the stone bridge and through the town, where children watch the boats and the baker opens his shop before dawn. ";
     [
         "Write one sentence about the sea.".to_string(),
-        format!("{}Summarize the text above in one sentence.", paragraph.repeat(12)),
+        format!(
+            "{}Summarize the text above in one sentence.",
+            paragraph.repeat(12)
+        ),
     ]
 }
 
@@ -111,7 +114,14 @@ impl Server {
     /// Starts `tiny-llm serve` on 127.0.0.1 and a free port, and waits for its "serving" line.
     fn start(binary: &Path, model: &Path, extra: &[String]) -> Result<Self> {
         let mut child = Command::new(binary)
-            .args(["serve", "--host", "127.0.0.1", "--port", "0", "--model-path"])
+            .args([
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--model-path",
+            ])
             .arg(model)
             .args(extra)
             .stderr(Stdio::piped())
@@ -128,7 +138,11 @@ impl Server {
             let line = line.context("reading the server's stderr")?;
             eprintln!("server: {line}");
             if let Some(rest) = line.split("http://").nth(1) {
-                break rest.split_whitespace().next().unwrap_or_default().to_string();
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
             }
         };
         // Keep draining its stderr so that the server never blocks on a full pipe.
@@ -159,7 +173,10 @@ impl Server {
         if !status.success() {
             bail!("kill -TERM {} failed", self.child.id());
         }
-        let exit = self.child.wait().context("waiting for the server to stop")?;
+        let exit = self
+            .child
+            .wait()
+            .context("waiting for the server to stop")?;
         if !exit.success() {
             bail!("the server exited with {exit} after SIGTERM, expected 0");
         }
@@ -232,8 +249,15 @@ async fn drive(base: &str, args: &LoadTestArgs, server: &Server) -> Result<(Stri
                 if number >= max_requests {
                     break;
                 }
-                one_request(&client, &base, &prompts, number + client_index, max_tokens, &tally)
-                    .await;
+                one_request(
+                    &client,
+                    &base,
+                    &prompts,
+                    number + client_index,
+                    max_tokens,
+                    &tally,
+                )
+                .await;
             }
         }));
     }
@@ -282,7 +306,11 @@ async fn drive(base: &str, args: &LoadTestArgs, server: &Server) -> Result<(Stri
     );
     report += &format!(
         "answers: 200: {}, 503 overloaded: {}, other 4xx: {}, 5xx: {}, transport errors: {}\n",
-        tally.ok, tally.overloaded, tally.client_errors, tally.server_errors, tally.transport_errors
+        tally.ok,
+        tally.overloaded,
+        tally.client_errors,
+        tally.server_errors,
+        tally.transport_errors
     );
     if let Some(failure) = &tally.first_failure {
         report += &format!("first failure: {failure}\n");
