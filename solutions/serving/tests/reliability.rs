@@ -842,10 +842,16 @@ async fn a_request_head_over_the_limit_is_refused() {
     let request = format!(
         "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Padding: {huge}\r\nConnection: close\r\n\r\n"
     );
-    let answer = exchange(server.address, request.as_bytes()).await;
+    // hyper answers 431 and closes with the rest of the head unread, so the kernel may reset the
+    // connection before the answer is read: either way the head must not be served.
+    let mut stream = TcpStream::connect(server.address).await.expect("connect");
+    let _ = stream.write_all(request.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = within("the answer to a huge head", stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
     assert!(
-        status_line(&answer).contains("431"),
-        "a 100 KB header: {:.200}",
+        answer.is_empty() || status_line(&answer).contains("431"),
+        "a 100 KB header is refused: {:.200}",
         answer
     );
     server.assert_serves("after a huge header").await;
