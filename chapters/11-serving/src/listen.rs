@@ -36,7 +36,7 @@ pub async fn serve(
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.read_timeout)
-        .max_buf_size(MAX_HEADER_BYTES);
+        .max_header_size(MAX_HEADER_BYTES);
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);

@@ -59,7 +59,7 @@ impl GenerateParams {
 
 /// One string or a list of them (OpenAI's `stop`).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "`stop` must be a string or a list of strings")]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),

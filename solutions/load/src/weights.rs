@@ -75,7 +75,7 @@ fn check_finite(file: &Path, tensors: &HashMap<String, Array>) -> Result<(), Loa
     mlx_rs::transforms::eval(checks.iter().map(|(_, broken)| broken))?;
     let mut bad: Vec<&String> = checks
         .iter()
-        .filter(|(_, broken)| broken.item::<bool>())
+        .filter(|(_, broken)| broken.item_exact::<bool>())
         .map(|(name, _)| *name)
         .collect();
     bad.sort();
