@@ -18,7 +18,7 @@ pub fn run() -> Result<()> {
     eprintln!("== the built-in model");
     models::ready_model_dir(None)?;
 
-    eprintln!("== platform tests (MLX bridge, test support, xtask)");
+    eprintln!("== platform tests (MLX bridge, test support, xtask, the solutions' hardening)");
     let mut platform = cargo::command();
     platform.args([
         "test",
@@ -29,6 +29,16 @@ pub fn run() -> Result<()> {
         "test-support",
         "--package",
         "xtask",
+        // Tests of given code that the stubs share, so not chapter tests: hostile files, hostile
+        // requests and slow clients, and `tiny-llm serve` as a process.
+        "--package",
+        "load-solution",
+        "--package",
+        "serving-solution",
+        "--package",
+        "engine",
+        "--features",
+        "engine/solutions",
     ]);
     if cargo::run(platform, "the platform tests").is_err() {
         problems.push("the platform tests fail (see above)".into());

@@ -8,6 +8,8 @@ mod cargo;
 mod chapters;
 mod check_solutions;
 mod doctor;
+mod fuzz;
+mod load_test;
 mod models;
 mod run;
 mod test;
@@ -50,6 +52,10 @@ enum Command {
     ///
     /// Options after the name go to the benchmark: `cargo xtask bench kv-cache -- --help` lists them.
     Bench(bench::BenchArgs),
+    /// Fuzz the parsers of untrusted files (GGUF, safetensors headers, config.json) for a bounded time.
+    Fuzz(fuzz::FuzzArgs),
+    /// Drive the release server with concurrent clients on loopback: throughput, latency, errors, memory.
+    LoadTest(load_test::LoadTestArgs),
     /// Fetch and convert models (the built-in SmolLM2, or one from models/models.toml).
     Models(models::ModelsArgs),
     /// Generate text with the engine (built from the solutions, or from your chapters with --mine).
@@ -81,6 +87,8 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Doctor { bench } => doctor::run(bench),
         Command::Models(args) => models::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Fuzz(args) => fuzz::run(args),
+        Command::LoadTest(args) => load_test::run(args),
         Command::Test(args) => test::run(args),
         Command::CheckSolutions => check_solutions::run(),
         Command::Book { serve, port } => book::run(serve, port),

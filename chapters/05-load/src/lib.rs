@@ -14,10 +14,12 @@ mod error;
 #[allow(unused_variables, unused_imports, dead_code)]
 mod model;
 #[cfg(not(feature = "solution"))]
+mod safetensors_check;
+#[cfg(not(feature = "solution"))]
 #[allow(unused_variables)]
 mod weights;
 #[cfg(not(feature = "solution"))]
-pub use {config::*, error::*, model::*, weights::*};
+pub use {config::*, error::*, model::*, safetensors_check::*, weights::*};
 
 #[cfg(feature = "solution")]
 pub use load_solution::*;

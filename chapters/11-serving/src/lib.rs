@@ -11,6 +11,10 @@
 #[allow(unused_variables, unused_imports, dead_code)]
 mod engine;
 #[cfg(not(feature = "solution"))]
+mod guard;
+#[cfg(not(feature = "solution"))]
+mod listen;
+#[cfg(not(feature = "solution"))]
 mod metrics;
 #[cfg(not(feature = "solution"))]
 mod protocol;
@@ -23,6 +27,8 @@ pub use {
     continuous_batching::{FinishReason, Model, SamplingParams, SchedulerConfig},
     decode::Tokenizer,
     engine::*,
+    guard::*,
+    listen::*,
     metrics::*,
     protocol::*,
     server::*,

@@ -14,9 +14,52 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
 }
 
+/// OpenAI's limits on a request, which this server keeps too.
+pub const MAX_STOP_STRINGS: usize = 4;
+/// A longer stop string would make every token's stop search slow; no real one is this long.
+pub const MAX_STOP_BYTES: usize = 256;
+pub const MAX_TEMPERATURE: f32 = 2.0;
+
+impl GenerateParams {
+    /// What the engine would refuse late, or not at all: at least one new token and no more
+    /// than `max_seq_len`, at most [`MAX_STOP_STRINGS`] stop strings of at most
+    /// [`MAX_STOP_BYTES`] bytes, and a temperature in OpenAI's range `[0, MAX_TEMPERATURE]`.
+    /// The sampler checks the other sampling parameters. The error names the field and the fix.
+    pub fn check(&self, max_seq_len: usize) -> Result<(), String> {
+        let tokens = self.max_new_tokens;
+        if tokens == 0 {
+            return Err("max_tokens (max_new_tokens on /generate) must be at least 1".into());
+        }
+        if tokens > max_seq_len {
+            return Err(format!(
+                "max_tokens (max_new_tokens on /generate) is {tokens}, more than the server's --max-seq-len {max_seq_len}: lower it"
+            ));
+        }
+        if self.stop.len() > MAX_STOP_STRINGS {
+            return Err(format!(
+                "`stop` has {} strings; at most {MAX_STOP_STRINGS} are allowed",
+                self.stop.len()
+            ));
+        }
+        if let Some(stop) = self.stop.iter().find(|stop| stop.len() > MAX_STOP_BYTES) {
+            return Err(format!(
+                "a stop string has {} bytes; at most {MAX_STOP_BYTES} are allowed",
+                stop.len()
+            ));
+        }
+        let temperature = self.sampling.temperature;
+        if !(0.0..=MAX_TEMPERATURE).contains(&temperature) {
+            return Err(format!(
+                "temperature must be between 0 and {MAX_TEMPERATURE} (0 is greedy), got {temperature}"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One string or a list of them (OpenAI's `stop`).
 #[derive(Clone, Debug, Deserialize)]
-#[serde(untagged)]
+#[serde(untagged, expecting = "`stop` must be a string or a list of strings")]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),

@@ -71,15 +71,6 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// Serves `router(state)` on `listener` until Ctrl-C.
-pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-}
-
 /// An error answered in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
 pub struct ApiError {
     status: StatusCode,
@@ -88,6 +79,18 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        message: impl Into<String>,
+        code: Option<&'static str>,
+    ) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            code,
+        }
+    }
+
     fn invalid(message: impl Into<String>) -> Self {
         ApiError {
             status: StatusCode::BAD_REQUEST,
@@ -111,11 +114,21 @@ impl IntoResponse for ApiError {
 }
 
 impl From<JsonRejection> for ApiError {
+    /// 415 without `Content-Type: application/json`, otherwise 400 (as OpenAI answers a field
+    /// of the wrong type, where axum would say 422).
     fn from(rejection: JsonRejection) -> Self {
-        ApiError::invalid(format!(
-            "the request body is not valid JSON for this endpoint: {}",
-            rejection.body_text()
-        ))
+        let status = match rejection {
+            JsonRejection::MissingJsonContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(
+            status,
+            format!(
+                "the request body is not valid JSON for this endpoint: {}",
+                rejection.body_text()
+            ),
+            None,
+        )
     }
 }
 
@@ -175,6 +188,17 @@ impl AppState {
         if messages.is_empty() {
             return Err(ApiError::invalid("`messages` is empty"));
         }
+        if let Some((index, message)) = messages
+            .iter()
+            .enumerate()
+            .find(|(_, message)| !CHAT_ROLES.contains(&message.role.as_str()))
+        {
+            return Err(ApiError::invalid(format!(
+                "messages[{index}] has the role {:?}; this server supports {}",
+                message.role,
+                CHAT_ROLES.join(", ")
+            )));
+        }
         let messages: Vec<Message> = messages
             .iter()
             .map(|message| Message::new(&message.role, &message.content))
@@ -188,12 +212,15 @@ impl AppState {
         self.encode(&text)
     }
 
-    /// Submits and waits for the first chunk, so that a request the engine refuses is still
-    /// an HTTP error and not a broken stream.
+    /// Checks `params` ([`GenerateParams::check`]), submits and waits for the first chunk, so
+    /// that a request the engine refuses is still an HTTP error and not a broken stream.
     async fn start(
         &self,
         params: GenerateParams,
     ) -> Result<(RequestStream, Option<Chunk>), ApiError> {
+        params
+            .check(self.engine.limits().max_seq_len)
+            .map_err(ApiError::invalid)?;
         let mut stream = self.engine.submit(params)?;
         let first = stream.chunks.recv().await;
         match first {
@@ -207,6 +234,9 @@ impl AppState {
         }
     }
 }
+
+/// The roles the chat template knows.
+const CHAT_ROLES: [&str; 3] = ["system", "user", "assistant"];
 
 fn only_one_choice(n: Option<usize>) -> Result<(), ApiError> {
     match n {

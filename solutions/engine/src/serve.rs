@@ -5,14 +5,23 @@ use anyhow::{anyhow, bail, Context, Result};
 use continuous_batching::SchedulerConfig;
 use decode::Tokenizer;
 use quantized_matmul::{load_model, Quantization};
-use serving::{serve as serve_http, AppState, EngineHandle, EngineLimits};
-use std::{path::PathBuf, sync::Arc};
+use serving::{
+    check_exposure, protect, router, serve as serve_http, shutdown_signal, AppState, EngineHandle,
+    EngineLimits, HeaderValue, ServerOptions, Shutdown,
+};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// The address to listen on; 0.0.0.0 serves other machines too.
+    /// The address to listen on (an IP address); 0.0.0.0 serves other machines too, and then
+    /// needs --api-key or --insecure-no-auth.
     #[arg(long, default_value = "127.0.0.1")]
-    host: String,
+    host: IpAddr,
     #[arg(long, default_value_t = 8000)]
     port: u16,
     /// A model directory in the Hugging Face layout, float or MLX-quantized.
@@ -36,9 +45,66 @@ pub struct ServeArgs {
     /// Tokens through the model per step: one per decoding request, the rest for prefill.
     #[arg(long, default_value_t = 512)]
     token_budget: usize,
+    /// Require `Authorization: Bearer KEY` on every request but GET /health. The environment
+    /// variable TINY_LLM_API_KEY does the same without showing the key to `ps`.
+    #[arg(long, value_name = "KEY")]
+    api_key: Option<String>,
+    /// Serve a non-loopback --host without an API key anyway.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Let browser pages from this origin (e.g. http://localhost:3000) call the API; without it
+    /// the server sends no CORS headers.
+    #[arg(long, value_name = "ORIGIN")]
+    cors_origin: Option<String>,
+    /// The largest request body in bytes (413 beyond it).
+    #[arg(long, value_name = "BYTES", default_value_t = ServerOptions::default().max_body_bytes)]
+    max_body_bytes: usize,
+    /// Seconds a client may take to send its request headers, and then its body (408).
+    #[arg(long, value_name = "SECS", default_value_t = ServerOptions::default().read_timeout.as_secs())]
+    read_timeout_secs: u64,
+    /// On SIGTERM or Ctrl-C, seconds the requests in flight may take to finish before they are
+    /// cancelled.
+    #[arg(long, value_name = "SECS", default_value_t = ServerOptions::default().shutdown_grace.as_secs())]
+    shutdown_grace_secs: u64,
+}
+
+impl ServeArgs {
+    /// The guards of the server, from the flags and TINY_LLM_API_KEY.
+    fn options(&self) -> Result<ServerOptions> {
+        let api_key = match &self.api_key {
+            Some(key) => Some(key.clone()),
+            None => std::env::var("TINY_LLM_API_KEY").ok(),
+        };
+        if api_key.as_deref().is_some_and(|key| key.trim().is_empty()) {
+            bail!("the API key (--api-key or TINY_LLM_API_KEY) is empty: give a secret, or leave both unset");
+        }
+        check_exposure(self.host, api_key.is_some(), self.insecure_no_auth)
+            .map_err(|message| anyhow!(message))?;
+        let cors_origin = self
+            .cors_origin
+            .as_deref()
+            .map(|origin| {
+                HeaderValue::from_str(origin).map_err(|_| {
+                    anyhow!("--cors-origin {origin:?} is not a valid origin: give one like http://localhost:3000")
+                })
+            })
+            .transpose()?;
+        if self.read_timeout_secs == 0 {
+            bail!("--read-timeout-secs must be at least 1");
+        }
+        Ok(ServerOptions {
+            api_key,
+            cors_origin,
+            max_body_bytes: self.max_body_bytes,
+            read_timeout: Duration::from_secs(self.read_timeout_secs),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_secs),
+        })
+    }
 }
 
 pub fn serve(args: ServeArgs) -> Result<()> {
+    // Refuse a bad configuration before the model loads.
+    let options = args.options()?;
     let dir = args.model_path;
     if !dir.join("config.json").is_file() {
         bail!(
@@ -75,15 +141,27 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let address = format!("{}:{}", args.host, args.port);
-        let listener = tokio::net::TcpListener::bind(&address)
+        let address = SocketAddr::new(args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| {
                 format!("cannot listen on {address} (is another server using the port? try --port)")
             })?;
-        eprintln!("serving {model_name} on http://{address} (OpenAI API under /v1; Ctrl-C stops)");
-        serve_http(listener, state)
+        // With --port 0 the system picks the port: say which (the load test reads this line).
+        let address = listener.local_addr().unwrap_or(address);
+        let auth = if options.api_key.is_some() { "API key required" } else { "no API key" };
+        eprintln!("serving {model_name} on http://{address} (OpenAI API under /v1; {auth}; Ctrl-C stops)");
+        let app = protect(router(state), &options);
+        let ended = serve_http(listener, app, &options, shutdown_signal())
             .await
-            .context("the server failed")
+            .context("the server failed")?;
+        match ended {
+            Shutdown::Drained => eprintln!("stopped: every request in flight finished"),
+            Shutdown::Cancelled { connections } => eprintln!(
+                "stopped: the {} s grace period ran out, {connections} connections cut (--shutdown-grace-secs)",
+                options.shutdown_grace.as_secs()
+            ),
+        }
+        Ok(())
     })
 }

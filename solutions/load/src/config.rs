@@ -56,12 +56,17 @@ impl ModelConfig {
             path: path.to_path_buf(),
             message: error.to_string(),
         })?;
+        Self::from_json(path, &text)
+    }
+
+    /// [`ModelConfig::from_file`] on the text of `path` (the fuzzer calls it on its inputs).
+    pub(crate) fn from_json(path: &Path, text: &str) -> Result<Self, LoadError> {
         let bad = |message: String| LoadError::BadConfig {
             path: path.to_path_buf(),
             message,
         };
         let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|error| bad(format!("not valid JSON: {error}")))?;
+            serde_json::from_str(text).map_err(|error| bad(format!("not valid JSON: {error}")))?;
 
         let found = json["architectures"][0]
             .as_str()
@@ -109,15 +114,19 @@ impl ModelConfig {
             Some(serde_json::Value::Array(ids)) => ids
                 .iter()
                 .filter_map(|id| id.as_u64())
-                .map(|id| id as u32)
+                .filter_map(|id| u32::try_from(id).ok())
                 .collect(),
-            Some(id) => id.as_u64().map(|id| vec![id as u32]).ok_or_else(|| {
-                bad(format!(
-                    "`eos_token_id` must be an id or a list, found {id}"
-                ))
-            })?,
+            Some(id) => id
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .map(|id| vec![id])
+                .ok_or_else(|| {
+                    bad(format!(
+                        "`eos_token_id` must be an id or a list, found {id}"
+                    ))
+                })?,
         };
-        Ok(ModelConfig {
+        let config = ModelConfig {
             architecture,
             vocab_size: integer("vocab_size")?,
             hidden_size,
@@ -145,6 +154,25 @@ impl ModelConfig {
                 4096
             },
             eos_token_ids,
-        })
+        };
+        // The layers multiply these as i32 shapes: a hostile config must not overflow them.
+        for (heads, field) in [
+            (config.num_attention_heads, "num_attention_heads"),
+            (config.num_key_value_heads, "num_key_value_heads"),
+        ] {
+            if heads.checked_mul(config.head_dim).is_none() {
+                return Err(bad(format!(
+                    "`{field}` {heads} times `head_dim` {} overflows a 32-bit size",
+                    config.head_dim
+                )));
+            }
+        }
+        if config.head_dim == 0 {
+            return Err(bad(format!(
+                "`hidden_size` {} is smaller than `num_attention_heads` {}: give `head_dim`",
+                config.hidden_size, config.num_attention_heads
+            )));
+        }
+        Ok(config)
     }
 }

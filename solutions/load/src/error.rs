@@ -13,6 +13,8 @@ pub enum LoadError {
     BadConfig { path: PathBuf, message: String },
     #[error("{path}: architecture {found:?} is not supported (Llama, Qwen2 and Qwen3 are)")]
     UnsupportedArchitecture { path: PathBuf, found: String },
+    #[error("{path}: tensor {name} holds NaN or infinite values: the file is corrupt (fetch or convert it again)")]
+    NotFinite { path: PathBuf, name: String },
     #[error("the weights lack the tensor {name}")]
     MissingTensor { name: String },
     #[error("tensor {name} has shape {found:?}, expected {expected:?}")]

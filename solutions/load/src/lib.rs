@@ -2,8 +2,10 @@
 mod config;
 mod error;
 mod model;
+mod safetensors_check;
 mod weights;
 pub use config::*;
 pub use error::*;
 pub use model::*;
+pub use safetensors_check::*;
 pub use weights::*;

@@ -165,7 +165,7 @@ impl EngineHandle {
         if prompt_tokens == 0 {
             return Err(SubmitError::Invalid("the prompt has no tokens".into()));
         }
-        if prompt_tokens + params.max_new_tokens > limits.max_seq_len {
+        if prompt_tokens.saturating_add(params.max_new_tokens) > limits.max_seq_len {
             return Err(SubmitError::Invalid(format!(
                 "the prompt has {prompt_tokens} tokens and up to {} may be generated, more than the server's --max-seq-len {}: shorten the prompt or lower max_tokens",
                 params.max_new_tokens, limits.max_seq_len

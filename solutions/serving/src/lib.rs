@@ -2,10 +2,14 @@
 //! thread owns the model and runs continuous batching; request handlers talk to it through
 //! channels.
 mod engine;
+mod guard;
+mod listen;
 mod metrics;
 mod protocol;
 mod server;
 pub use engine::*;
+pub use guard::*;
+pub use listen::*;
 pub use metrics::*;
 pub use protocol::*;
 pub use server::*;

@@ -877,6 +877,33 @@ mod tests {
         assert!(parse_err(deep.build()).contains("nested more than"));
     }
 
+    /// The fuzzer's seeds parse; the crash inputs `cargo xtask fuzz gguf` found (committed
+    /// under fuzz/artifacts/gguf with their fix) are errors now, not panics.
+    #[test]
+    fn fuzz_seeds_parse_and_crash_inputs_are_errors() {
+        let fuzz = crate::cargo::workspace_root().join("fuzz");
+        let files = |folder: &str| -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(fuzz.join(folder).join("gguf"))
+                .map(|entries| {
+                    entries
+                        .filter_map(|entry| Some(entry.ok()?.path()))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let seeds = files("seeds");
+        assert!(
+            !seeds.is_empty(),
+            "fuzz/seeds/gguf holds the fuzzer's seeds"
+        );
+        for seed in seeds {
+            Gguf::open(&seed).unwrap_or_else(|error| panic!("the seed is valid: {error}"));
+        }
+        for input in files("artifacts") {
+            let _ = Gguf::open(&input);
+        }
+    }
+
     #[test]
     fn open_names_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,158 @@
+//! `tiny-llm serve` as a process: it refuses to expose itself without a key, takes its key from
+//! the environment, and stops on SIGTERM with exit code 0. On the tiny fixture model; built from
+//! the solutions (`cargo test -p engine --features solutions`, which `cargo xtask
+//! check-solutions` runs), since the stubs cannot serve.
+#![cfg(all(feature = "solutions", unix))]
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+fn fixture_model() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/llama-tiny")
+}
+
+fn serve_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tiny-llm"));
+    command
+        .args(["serve", "--port", "0", "--model-path"])
+        .arg(fixture_model())
+        .args(args)
+        .env_remove("TINY_LLM_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// A running server, its address and the lines of its stderr.
+struct Running {
+    child: Child,
+    address: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+fn start(mut command: Command) -> Running {
+    let mut child = command.spawn().expect("start tiny-llm serve");
+    let (lines, stderr) = mpsc::channel();
+    let pipe = child.stderr.take().expect("stderr is piped");
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = stderr
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|_| panic!("tiny-llm serve did not say where it serves within 60 s"));
+        if let Some(rest) = line.split("http://").nth(1) {
+            let address = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            return Running {
+                child,
+                address,
+                stderr,
+            };
+        }
+    }
+}
+
+/// GET `path` (with a bearer `key`) and the answer's status line.
+fn get(address: &str, path: &str, key: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the server");
+    let authorization = key.map_or(String::new(), |key| {
+        format!("Authorization: Bearer {key}\r\n")
+    });
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Connection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read the answer");
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+impl Running {
+    /// SIGTERM, then the exit status and what the server said meanwhile.
+    fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the server") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server still runs 30 s after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let said: Vec<String> = self.stderr.try_iter().collect();
+        (status, said.join("\n"))
+    }
+}
+
+#[test]
+fn sigterm_stops_the_server_with_exit_code_0() {
+    let server = start(serve_command(&[]));
+    assert!(get(&server.address, "/health", None).contains("200"));
+    let (status, said) = server.terminate();
+    assert!(
+        status.success(),
+        "after SIGTERM the server exits 0, got {status}: {said}"
+    );
+    assert!(said.contains("stopped"), "it says it stopped: {said:?}");
+}
+
+#[test]
+fn the_api_key_comes_from_the_environment() {
+    let mut command = serve_command(&[]);
+    command.env("TINY_LLM_API_KEY", "sk-from-env");
+    let server = start(command);
+    let address = server.address.clone();
+    assert!(
+        get(&address, "/v1/models", None).contains("401"),
+        "without the key"
+    );
+    assert!(
+        get(&address, "/v1/models", Some("sk-wrong")).contains("401"),
+        "a wrong key"
+    );
+    assert!(
+        get(&address, "/v1/models", Some("sk-from-env")).contains("200"),
+        "the key"
+    );
+    assert!(
+        get(&address, "/health", None).contains("200"),
+        "/health stays open"
+    );
+    let (status, said) = server.terminate();
+    assert!(status.success(), "{status}: {said}");
+}
+
+#[test]
+fn a_public_address_without_a_key_is_refused_in_one_line() {
+    let output = serve_command(&["--host", "0.0.0.0"])
+        .output()
+        .expect("run tiny-llm serve");
+    assert!(!output.status.success(), "it must not start");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(said.trim().lines().count(), 1, "one line: {said}");
+    for name in ["0.0.0.0", "--api-key", "--insecure-no-auth"] {
+        assert!(said.contains(name), "the refusal names {name}: {said}");
+    }
+}
