@@ -44,20 +44,6 @@ pub fn run() -> Result<()> {
         problems.push("the platform tests fail (see above)".into());
     }
 
-    eprintln!("== engine tests (the tiny-llm command line on the solutions)");
-    let mut engine = cargo::command();
-    engine.args([
-        "test",
-        "--quiet",
-        "--package",
-        "engine",
-        "--features",
-        "solutions",
-    ]);
-    if cargo::run(engine, "the engine tests").is_err() {
-        problems.push("the engine tests fail (see above)".into());
-    }
-
     for chapter in CHAPTERS {
         eprintln!(
             "== chapter {} ({}): solutions",

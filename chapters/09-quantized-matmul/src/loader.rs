@@ -214,3 +214,12 @@ pub fn weight_bytes(model: &Model) -> WeightBytes {
         in_memory: layers.iter().map(|layer| layer.nbytes()).sum(),
     }
 }
+
+/// `(bits, group_size)` of the model's linear layers (the first after the embedding, which a
+/// checkpoint may quantize differently); `None` for float weights.
+///
+/// Given.
+pub fn quantization_of(model: &Model) -> Option<(i32, i32)> {
+    let layers = model.linear_layers();
+    layers.get(1).or(layers.first())?.quantization()
+}

@@ -168,4 +168,9 @@ impl Linear for QuantizedLinear {
     fn nbytes(&self) -> usize {
         todo!("chapter 9, task 3: the bytes of every tensor the layer holds")
     }
+
+    /// Given.
+    fn quantization(&self) -> Option<(i32, i32)> {
+        Some((self.bits, self.group_size))
+    }
 }

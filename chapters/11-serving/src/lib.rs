@@ -25,7 +25,7 @@ mod server;
 #[cfg(not(feature = "solution"))]
 pub use {
     continuous_batching::{FinishReason, Model, SamplingParams, SchedulerConfig},
-    decode::Tokenizer,
+    decode::{ContextPolicy, Tokenizer},
     engine::*,
     guard::*,
     listen::*,

@@ -3,7 +3,8 @@
 
 use crate::{
     ChatCompletionRequest, ChatMessage, Chunk, CompletionRequest, EngineHandle, ErrorBody,
-    ErrorDetail, GenerateParams, GenerateRequest, RequestStream, SubmitError, Timings, Usage,
+    ErrorDetail, GenerateParams, GenerateRequest, GenerationStats, RequestStream, SubmitError,
+    Timings, Usage,
 };
 use axum::{
     body::Body,
@@ -18,8 +19,9 @@ use axum::{
     Json, Router,
 };
 use continuous_batching::FinishReason;
-use decode::{Message, Tokenizer};
+use decode::{ContextPlan, Message, Tokenizer};
 use futures_util::stream::{self, Stream, StreamExt};
+use kv_cache::STEP;
 use serde_json::{json, Value};
 use std::{
     convert::Infallible,
@@ -212,12 +214,36 @@ impl AppState {
         self.encode(&text)
     }
 
+    /// Fits the prompt and `max_new_tokens` into `--max-seq-len` with the server's
+    /// `--context-policy`: drops prompt tokens or lowers `max_new_tokens` as the policy says, or
+    /// refuses. Fitting twice changes nothing.
+    fn fit_context(&self, params: &mut GenerateParams) -> Result<ContextPlan, ApiError> {
+        let limits = self.engine.limits();
+        let plan = limits
+            .context_policy
+            .fit(
+                params.prompt_tokens.len(),
+                params.max_new_tokens,
+                limits.max_seq_len,
+            )
+            .map_err(|error| {
+                ApiError::invalid(format!(
+                    "{error}: shorten the prompt or lower max_tokens (the server's --max-seq-len is {}, its --context-policy {})",
+                    limits.max_seq_len, limits.context_policy
+                ))
+            })?;
+        params.prompt_tokens = params.prompt_tokens[plan.kept.clone()].to_vec();
+        params.max_new_tokens = plan.max_new_tokens;
+        Ok(plan)
+    }
+
     /// Checks `params` ([`GenerateParams::check`]), submits and waits for the first chunk, so
     /// that a request the engine refuses is still an HTTP error and not a broken stream.
     async fn start(
         &self,
-        params: GenerateParams,
+        mut params: GenerateParams,
     ) -> Result<(RequestStream, Option<Chunk>), ApiError> {
+        self.fit_context(&mut params)?;
         params
             .check(self.engine.limits().max_seq_len)
             .map_err(ApiError::invalid)?;
@@ -387,8 +413,15 @@ async fn chat_completions(
     .into_response())
 }
 
+/// What the context policy did to a `/generate` request, for its stats.
+struct Fitted {
+    params: GenerateParams,
+    dropped: usize,
+    stops_at_context: bool,
+}
+
 impl GenerateRequest {
-    fn params(&self, state: &AppState) -> Result<GenerateParams, ApiError> {
+    fn params(&self, state: &AppState) -> Result<Fitted, ApiError> {
         let prompt_tokens = match (&self.prompt, &self.messages) {
             (Some(prompt), None) => state.encode(prompt)?,
             (None, Some(messages)) => state.encode_chat(messages)?,
@@ -398,24 +431,73 @@ impl GenerateRequest {
                 ))
             }
         };
-        Ok(GenerateParams {
+        let mut params = GenerateParams {
             prompt_tokens,
             max_new_tokens: self.max_new_tokens.unwrap_or(128),
             // The native API follows the CLI: greedy unless a temperature is given.
             sampling: self.sampling.sampling(0.0),
             stop: self.sampling.stop(),
+        };
+        let prompt_tokens = params.prompt_tokens.len();
+        let plan = state.fit_context(&mut params)?;
+        Ok(Fitted {
+            params,
+            dropped: prompt_tokens - plan.kept.len(),
+            stops_at_context: plan.stops_at_context,
         })
     }
 }
 
-fn native_stats(usage: Usage, timings: Timings) -> Value {
-    json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "generated_tokens": usage.completion_tokens,
-        "time_to_first_token_ms": timings.time_to_first_token_ms,
-        "decode_tokens_per_s": timings.decode_tokens_per_s,
-        "total_ms": timings.total_ms,
-    })
+/// The native API's `stats`: the engine CLI's `--json` stats, field for field.
+fn native_stats(
+    state: &AppState,
+    fitted: &Fitted,
+    reason: FinishReason,
+    usage: Usage,
+    timings: Timings,
+) -> GenerationStats {
+    let limits = state.engine.limits();
+    let model = state.engine.model_facts();
+    let stop_reason = match reason {
+        FinishReason::Length if fitted.stops_at_context => "context_length",
+        FinishReason::Length => "max_tokens",
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+    };
+    let ttft = timings.time_to_first_token_ms;
+    let used = usage.prompt_tokens + usage.completion_tokens;
+    GenerationStats {
+        prompt_tokens: usage.prompt_tokens,
+        prompt_tokens_dropped: fitted.dropped,
+        generated_tokens: usage.completion_tokens,
+        stop_reason,
+        time_to_first_token_ms: (usage.completion_tokens > 0).then_some(ttft),
+        prefill_tokens_per_s: (usage.completion_tokens > 0 && ttft > 0.0)
+            .then(|| usage.prompt_tokens as f64 / (ttft / 1e3)),
+        decode_tokens_per_s: (usage.completion_tokens > 1).then_some(timings.decode_tokens_per_s),
+        total_time_ms: timings.total_ms,
+        max_seq_len: limits.max_seq_len,
+        context_policy: limits.context_policy.to_string(),
+        tokens_left: limits.max_seq_len.saturating_sub(used),
+        // The last token chosen never ran through the model. A cache of its own would grow
+        // in whole steps (the batch's is shared: /metrics has it).
+        kv_cache_allocated_bytes: model.map_or(0, |model| {
+            used.saturating_sub(1).div_ceil(STEP as usize)
+                * STEP as usize
+                * model.kv_cache_bytes_per_token
+        }),
+        kv_cache_active_bytes: model.map_or(0, |model| {
+            used.saturating_sub(1) * model.kv_cache_bytes_per_token
+        }),
+        quantization: model
+            .and_then(|model| model.quantization)
+            .map_or("none".into(), |(bits, _)| format!("int{bits}")),
+        quant_group_size: model
+            .and_then(|model| model.quantization)
+            .map(|(_, group)| group),
+        linear_weight_bytes: model.map_or(0, |model| model.weights.in_memory),
+        linear_weight_bytes_float32: model.map_or(0, |model| model.weights.float32),
+        peak_memory_bytes: mlx_rs::memory::peak_memory().unwrap_or(0),
+    }
 }
 
 async fn generate(
@@ -423,12 +505,20 @@ async fn generate(
     body: Result<Json<GenerateRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
-    let (stream, first) = state.start(request.params(&state)?).await?;
+    let fitted = request.params(&state)?;
+    let (stream, first) = state.start(fitted.params.clone()).await?;
     let done = collect(stream, first).await?;
+    let stats = native_stats(
+        &state,
+        &fitted,
+        done.finish_reason,
+        done.usage,
+        done.timings,
+    );
     Ok(Json(json!({
         "text": done.text,
         "finish_reason": finish_reason(done.finish_reason),
-        "stats": native_stats(done.usage, done.timings),
+        "stats": stats,
     }))
     .into_response())
 }
@@ -439,8 +529,9 @@ async fn generate_stream(
     body: Result<Json<GenerateRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(request) = body?;
-    let (stream, first) = state.start(request.params(&state)?).await?;
-    let lines = chunks(stream, first).map(|chunk| {
+    let fitted = request.params(&state)?;
+    let (stream, first) = state.start(fitted.params.clone()).await?;
+    let lines = chunks(stream, first).map(move |chunk| {
         let value = match chunk {
             Chunk::Text(text) => json!({"text": text}),
             Chunk::Done {
@@ -448,7 +539,7 @@ async fn generate_stream(
                 usage,
                 timings,
             } => json!({"done": true, "finish_reason": finish_reason(reason),
-                "stats": native_stats(usage, timings)}),
+                "stats": native_stats(&state, &fitted, reason, usage, timings)}),
             Chunk::Rejected(message) | Chunk::Failed(message) => json!({"error": message}),
         };
         Ok::<_, Infallible>(format!("{value}\n"))

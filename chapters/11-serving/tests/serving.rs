@@ -13,8 +13,9 @@ use http_body_util::BodyExt;
 use rstest::rstest;
 use serde_json::{json, Value};
 use serving::{
-    router, AppState, Chunk, EngineHandle, EngineLimits, FinishReason, GenerateParams, Model,
-    RequestStream, SamplingParams, SchedulerConfig, SubmitError, Timings, Tokenizer, Usage,
+    router, AppState, Chunk, ContextPolicy, EngineHandle, EngineLimits, FinishReason,
+    GenerateParams, Model, RequestStream, SamplingParams, SchedulerConfig, SubmitError, Timings,
+    Tokenizer, Usage,
 };
 use std::{
     future::Future,
@@ -44,6 +45,7 @@ fn limits(max_running: usize, max_waiting: usize, max_seq_len: usize) -> EngineL
         },
         max_waiting,
         max_seq_len,
+        context_policy: ContextPolicy::Reject,
     }
 }
 

@@ -10,9 +10,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use decode::{generate, ContextPolicy, GenerationOptions, Message, StopReason, Tokenizer};
 use kv_cache::{CachedModel, KvCache};
-use quantized_matmul::{load_model, weight_bytes, Kernel, Quantization};
+use quantized_matmul::{load_model, quantization_of, weight_bytes, Kernel, Quantization};
 use sampling::{Sampler, SamplingParams};
-use stats::{GenerationStats, Timer};
+use serving::GenerationStats;
+use stats::Timer;
 use std::{
     io::Write,
     path::{Path, PathBuf},
@@ -250,10 +251,10 @@ fn run(args: Args) -> Result<()> {
         StopReason::MaxTokens => "max_tokens",
     };
     let (time_to_first_token_ms, prefill_tokens_per_s, decode_tokens_per_s) =
-        GenerationStats::speeds(&timings, prompt.len());
+        stats::speeds(&timings, prompt.len());
     let (cache_allocated, cache_active) = cache_bytes(cached.cache());
     let weights = weight_bytes(&model);
-    let (quantization, quant_group_size) = quantization_of(dir, args.quantization, group_size)?;
+    let quantization = quantization_of(&model);
     let stats = GenerationStats {
         prompt_tokens: prompt.len(),
         prompt_tokens_dropped: dropped,
@@ -268,8 +269,8 @@ fn run(args: Args) -> Result<()> {
         tokens_left: max_seq_len - prompt.len() - generation.tokens.len(),
         kv_cache_allocated_bytes: cache_allocated,
         kv_cache_active_bytes: cache_active,
-        quantization,
-        quant_group_size,
+        quantization: quantization.map_or("none".into(), |(bits, _)| format!("int{bits}")),
+        quant_group_size: quantization.map(|(_, group)| group),
         linear_weight_bytes: weights.in_memory,
         linear_weight_bytes_float32: weights.float32,
         peak_memory_bytes: mlx_rs::memory::peak_memory()?,
@@ -284,7 +285,7 @@ fn run(args: Args) -> Result<()> {
         writeln!(stdout).context("cannot write to stdout")?;
     }
     if args.show_stats {
-        eprintln!("{}", stats.report());
+        eprintln!("{}", stats::report(&stats));
     }
     Ok(())
 }
@@ -298,28 +299,4 @@ fn cache_bytes(cache: &[KvCache]) -> (usize, usize) {
         };
         (allocated + layer.nbytes(), active + used)
     })
-}
-
-/// How the linear layers are quantized: at load, or as stored in `dir` (config.json's
-/// `"quantization"`, mlx-lm's format).
-fn quantization_of(
-    dir: &Path,
-    at_load: Quantization,
-    group_size: i32,
-) -> Result<(String, Option<i32>)> {
-    if let Some(bits) = at_load.bits() {
-        return Ok((format!("int{bits}"), Some(group_size)));
-    }
-    let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let config: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{} is not valid JSON", path.display()))?;
-    let stored = &config["quantization"];
-    Ok(
-        match (stored["bits"].as_i64(), stored["group_size"].as_i64()) {
-            (Some(bits), group) => (format!("int{bits}"), group.map(|group| group as i32)),
-            _ => ("none".into(), None),
-        },
-    )
 }

@@ -3,7 +3,7 @@
 use crate::{default_model_path, KERNEL};
 use anyhow::{anyhow, bail, Context, Result};
 use continuous_batching::SchedulerConfig;
-use decode::Tokenizer;
+use decode::{ContextPolicy, Tokenizer};
 use quantized_matmul::{load_model, Quantization};
 use serving::{
     check_exposure, protect, router, serve as serve_http, shutdown_signal, AppState, EngineHandle,
@@ -42,6 +42,11 @@ pub struct ServeArgs {
     /// Prompt plus generated tokens of one request.
     #[arg(long, default_value_t = 4096)]
     max_seq_len: usize,
+    /// What to do with a prompt that, with its max_tokens, exceeds --max-seq-len: reject (400,
+    /// as OpenAI does), allow_context_stop, truncate_left, truncate_right or reserve_generation
+    /// (`tiny-llm --help` explains each).
+    #[arg(long, value_name = "POLICY", default_value_t = ContextPolicy::Reject)]
+    context_policy: ContextPolicy,
     /// Tokens through the model per step: one per decoding request, the rest for prefill.
     #[arg(long, default_value_t = 512)]
     token_budget: usize,
@@ -125,6 +130,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         },
         max_waiting: args.max_waiting,
         max_seq_len: args.max_seq_len,
+        context_policy: args.context_policy,
     };
     let (quantization, group_size) = (args.quantization, args.quant_group_size);
     let model_dir = dir.clone();

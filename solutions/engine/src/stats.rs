@@ -1,7 +1,7 @@
-//! Measuring a generation: its tokens, speeds, context budget and memory, printed for people
-//! (`--show-stats`) or as JSON (`--json`).
+//! Measuring a generation, and the report of `--show-stats` (`--json` prints
+//! [`GenerationStats`] as it is).
 
-use serde::Serialize;
+use serving::GenerationStats;
 use std::time::{Duration, Instant};
 
 /// Times a generation as it runs. "Prefill" is the first step (the whole prompt through the
@@ -51,115 +51,77 @@ impl Timer {
     }
 }
 
-/// Everything `--show-stats` and `--json` report about one generation. Sizes are bytes, times
-/// milliseconds, speeds tokens per second.
-#[derive(Clone, Debug, Serialize)]
-pub struct GenerationStats {
-    /// Prompt tokens the model read (after the context policy).
-    pub prompt_tokens: usize,
-    /// Prompt tokens the context policy dropped.
-    pub prompt_tokens_dropped: usize,
-    pub generated_tokens: usize,
-    /// `eos`, `max_tokens`, `stop_string` or `context_length`.
-    pub stop_reason: &'static str,
-    pub time_to_first_token_ms: Option<f64>,
-    pub prefill_tokens_per_s: Option<f64>,
-    /// `None` below two chosen tokens.
-    pub decode_tokens_per_s: Option<f64>,
-    pub total_time_ms: f64,
-    /// The context budget: prompt and generated tokens of one sequence.
-    pub max_seq_len: usize,
-    pub context_policy: String,
-    /// Room left in the context after this generation.
-    pub tokens_left: usize,
-    /// The cache's storage, grown in steps.
-    pub kv_cache_allocated_bytes: usize,
-    /// The part of it holding this sequence's keys and values.
-    pub kv_cache_active_bytes: usize,
-    /// `none`, `int4` or `int8`: at load or as stored.
-    pub quantization: String,
-    pub quant_group_size: Option<i32>,
-    /// The linear layers (embedding and output included) as they are in memory.
-    pub linear_weight_bytes: usize,
-    /// The same at float32.
-    pub linear_weight_bytes_float32: usize,
-    /// MLX's peak memory since the program started.
-    pub peak_memory_bytes: usize,
+/// The speeds of `timings` for a prompt of `prompt_tokens`: `(ttft ms, prefill, decode)`.
+pub fn speeds(timings: &Timings, prompt_tokens: usize) -> (Option<f64>, Option<f64>, Option<f64>) {
+    let first = timings.time_to_first_token.map(|first| first.as_secs_f64());
+    let decode = (timings.chosen > 1 && !timings.decode.is_zero())
+        .then(|| (timings.chosen - 1) as f64 / timings.decode.as_secs_f64());
+    (
+        first.map(|first| first * 1e3),
+        first.map(|first| prompt_tokens as f64 / first),
+        decode,
+    )
 }
 
-impl GenerationStats {
-    /// The speeds of `timings` for a prompt of `prompt_tokens`: `(ttft ms, prefill, decode)`.
-    pub fn speeds(
-        timings: &Timings,
-        prompt_tokens: usize,
-    ) -> (Option<f64>, Option<f64>, Option<f64>) {
-        let first = timings.time_to_first_token.map(|first| first.as_secs_f64());
-        let decode = (timings.chosen > 1 && !timings.decode.is_zero())
-            .then(|| (timings.chosen - 1) as f64 / timings.decode.as_secs_f64());
-        (
-            first.map(|first| first * 1e3),
-            first.map(|first| prompt_tokens as f64 / first),
-            decode,
-        )
+/// The report of `--show-stats`, one line per figure.
+pub fn report(stats: &GenerationStats) -> String {
+    let stop = match stats.stop_reason {
+        "eos" => "end of sequence",
+        "max_tokens" => "max new tokens",
+        "stop_string" => "stop string",
+        _ => "context full",
+    };
+    let megabytes = |bytes: usize| bytes as f64 / 1e6;
+    let mut lines = vec![
+        format!(
+            "prompt tokens:       {}{}",
+            stats.prompt_tokens,
+            match stats.prompt_tokens_dropped {
+                0 => String::new(),
+                dropped => format!(" ({dropped} dropped by {})", stats.context_policy),
+            }
+        ),
+        format!("generated tokens:    {}", stats.generated_tokens),
+        format!("stop reason:         {stop}"),
+    ];
+    if let Some(first) = stats.time_to_first_token_ms {
+        lines.push(format!("time to first token: {first:.1} ms"));
     }
-
-    /// The report of `--show-stats`, one line per figure.
-    pub fn report(&self) -> String {
-        let stop = match self.stop_reason {
-            "eos" => "end of sequence",
-            "max_tokens" => "max new tokens",
-            "stop_string" => "stop string",
-            _ => "context full",
-        };
-        let megabytes = |bytes: usize| bytes as f64 / 1e6;
-        let mut lines = vec![
-            format!(
-                "prompt tokens:       {}{}",
-                self.prompt_tokens,
-                match self.prompt_tokens_dropped {
-                    0 => String::new(),
-                    dropped => format!(" ({dropped} dropped by {})", self.context_policy),
-                }
-            ),
-            format!("generated tokens:    {}", self.generated_tokens),
-            format!("stop reason:         {stop}"),
-        ];
-        if let Some(first) = self.time_to_first_token_ms {
-            lines.push(format!("time to first token: {first:.1} ms"));
-        }
-        if let Some(prefill) = self.prefill_tokens_per_s {
-            lines.push(format!("prefill:             {prefill:.1} tok/s"));
-        }
-        if let Some(decode) = self.decode_tokens_per_s {
-            lines.push(format!("decode:              {decode:.1} tok/s"));
-        }
-        lines.push(format!("total time:          {:.1} ms", self.total_time_ms));
-        lines.push(format!(
-            "context:             {} of {} tokens used, {} left ({})",
-            self.max_seq_len - self.tokens_left,
-            self.max_seq_len,
-            self.tokens_left,
-            self.context_policy
-        ));
-        lines.push(format!(
-            "KV cache:            {:.1} MB allocated, {:.1} MB in use",
-            megabytes(self.kv_cache_allocated_bytes),
-            megabytes(self.kv_cache_active_bytes)
-        ));
-        let quantization = match self.quant_group_size {
-            Some(group) => format!("{}, groups of {group}", self.quantization),
-            None => self.quantization.clone(),
-        };
-        lines.push(format!("quantization:        {quantization}"));
-        lines.push(format!(
-            "linear weights:      {:.1} MB in memory ({:.1} MB at float32)",
-            megabytes(self.linear_weight_bytes),
-            megabytes(self.linear_weight_bytes_float32)
-        ));
-        lines.push(format!(
-            "peak memory:         {:.1} MB (MLX)",
-            megabytes(self.peak_memory_bytes)
-        ));
-        lines.join("\n")
+    if let Some(prefill) = stats.prefill_tokens_per_s {
+        lines.push(format!("prefill:             {prefill:.1} tok/s"));
     }
+    if let Some(decode) = stats.decode_tokens_per_s {
+        lines.push(format!("decode:              {decode:.1} tok/s"));
+    }
+    lines.push(format!(
+        "total time:          {:.1} ms",
+        stats.total_time_ms
+    ));
+    lines.push(format!(
+        "context:             {} of {} tokens used, {} left ({})",
+        stats.max_seq_len - stats.tokens_left,
+        stats.max_seq_len,
+        stats.tokens_left,
+        stats.context_policy
+    ));
+    lines.push(format!(
+        "KV cache:            {:.1} MB allocated, {:.1} MB in use",
+        megabytes(stats.kv_cache_allocated_bytes),
+        megabytes(stats.kv_cache_active_bytes)
+    ));
+    let quantization = match stats.quant_group_size {
+        Some(group) => format!("{}, groups of {group}", stats.quantization),
+        None => stats.quantization.clone(),
+    };
+    lines.push(format!("quantization:        {quantization}"));
+    lines.push(format!(
+        "linear weights:      {:.1} MB in memory ({:.1} MB at float32)",
+        megabytes(stats.linear_weight_bytes),
+        megabytes(stats.linear_weight_bytes_float32)
+    ));
+    lines.push(format!(
+        "peak memory:         {:.1} MB (MLX)",
+        megabytes(stats.peak_memory_bytes)
+    ));
+    lines.join("\n")
 }

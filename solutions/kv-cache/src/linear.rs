@@ -18,6 +18,10 @@ pub trait Linear {
     fn shape(&self) -> (i32, i32);
     /// The bytes its tensors take in memory.
     fn nbytes(&self) -> usize;
+    /// `(bits, group_size)` when the weight is stored quantized; `None` for float weights.
+    fn quantization(&self) -> Option<(i32, i32)> {
+        None
+    }
 }
 
 /// A linear layer with float weights.

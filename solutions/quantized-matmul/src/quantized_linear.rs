@@ -174,4 +174,9 @@ impl Linear for QuantizedLinear {
             .map(Array::nbytes)
             .sum()
     }
+
+    /// Given.
+    fn quantization(&self) -> Option<(i32, i32)> {
+        Some((self.bits, self.group_size))
+    }
 }

@@ -3,13 +3,14 @@
 
 use crate::{GenerateParams, Metrics, Timings, Usage};
 use continuous_batching_solution::{Event, FinishReason, Request, Scheduler, SchedulerConfig};
-use decode_solution::{StreamingDetokenizer, Tokenizer};
+use decode_solution::{ContextPolicy, StreamingDetokenizer, Tokenizer};
 use kv_cache_solution::Model;
+use quantized_matmul_solution::{quantization_of, weight_bytes, WeightBytes};
 use std::{
     collections::HashMap,
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        mpsc, Arc,
+        mpsc, Arc, OnceLock,
     },
     time::Instant,
 };
@@ -23,6 +24,18 @@ pub struct EngineLimits {
     pub max_waiting: usize,
     /// Prompt plus generated tokens of one request.
     pub max_seq_len: usize,
+    /// What to do with a prompt that, with its `max_tokens`, does not fit `max_seq_len`.
+    pub context_policy: ContextPolicy,
+}
+
+/// What the engine thread found out about the model it loaded, for every request's stats.
+#[derive(Clone, Copy, Debug)]
+pub struct ModelFacts {
+    /// `(bits, group_size)` of the linear layers; `None` for float weights.
+    pub quantization: Option<(i32, i32)>,
+    pub weights: WeightBytes,
+    /// Keys and values of one position in every layer, float32.
+    pub kv_cache_bytes_per_token: usize,
 }
 
 /// What a request's stream carries.
@@ -71,6 +84,7 @@ enum Command {
 
 struct Shared {
     limits: EngineLimits,
+    model: OnceLock<ModelFacts>,
     /// Requests submitted and not finished.
     outstanding: AtomicUsize,
     next_id: AtomicU64,
@@ -94,6 +108,7 @@ impl EngineHandle {
     {
         let shared = Arc::new(Shared {
             limits,
+            model: OnceLock::new(),
             outstanding: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
             metrics: Metrics::new(),
@@ -118,6 +133,16 @@ impl EngineHandle {
                         return;
                     }
                 };
+                let config = model.config();
+                let _ = thread_shared.model.set(ModelFacts {
+                    quantization: quantization_of(&model),
+                    weights: weight_bytes(&model),
+                    kv_cache_bytes_per_token: (2
+                        * config.num_hidden_layers
+                        * config.num_key_value_heads
+                        * config.head_dim) as usize
+                        * std::mem::size_of::<f32>(),
+                });
                 let _ = ready.send(Ok(()));
                 EngineLoop {
                     scheduler,
@@ -141,6 +166,11 @@ impl EngineHandle {
 
     pub fn limits(&self) -> EngineLimits {
         self.shared.limits
+    }
+
+    /// Set before [`EngineHandle::start`] returns.
+    pub fn model_facts(&self) -> Option<ModelFacts> {
+        self.shared.model.get().copied()
     }
 
     /// Queues a request for the engine thread and returns at once, without waiting for it.

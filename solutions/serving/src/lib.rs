@@ -15,4 +15,4 @@ pub use protocol::*;
 pub use server::*;
 // What the tests use alongside the server, from the chapters it builds on.
 pub use continuous_batching_solution::{FinishReason, Model, SamplingParams, SchedulerConfig};
-pub use decode_solution::Tokenizer;
+pub use decode_solution::{ContextPolicy, Tokenizer};

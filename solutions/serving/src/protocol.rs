@@ -197,3 +197,43 @@ pub struct ErrorDetail {
     pub param: Option<String>,
     pub code: Option<String>,
 }
+
+/// Everything known about one generation: what the engine's `--show-stats` and `--json` print
+/// and what `/generate` answers carry as `stats`, under the same names. Sizes are bytes, times
+/// milliseconds, speeds tokens per second.
+#[derive(Clone, Debug, Serialize)]
+pub struct GenerationStats {
+    /// Prompt tokens the model read (after the context policy).
+    pub prompt_tokens: usize,
+    /// Prompt tokens the context policy dropped.
+    pub prompt_tokens_dropped: usize,
+    pub generated_tokens: usize,
+    /// `eos`, `stop_string`, `max_tokens` or `context_length`; the server says `stop` for the
+    /// first two.
+    pub stop_reason: &'static str,
+    /// On the server, from the request's arrival: queueing included.
+    pub time_to_first_token_ms: Option<f64>,
+    pub prefill_tokens_per_s: Option<f64>,
+    /// `None` below two tokens.
+    pub decode_tokens_per_s: Option<f64>,
+    pub total_time_ms: f64,
+    /// The context budget: prompt and generated tokens of one sequence.
+    pub max_seq_len: usize,
+    pub context_policy: String,
+    /// Room left in the context after this generation.
+    pub tokens_left: usize,
+    /// The cache's storage, grown in steps of 256 positions (on the server, what a cache of
+    /// this request's own would take: the batch's is shared).
+    pub kv_cache_allocated_bytes: usize,
+    /// The part of it holding this sequence's keys and values.
+    pub kv_cache_active_bytes: usize,
+    /// `none`, `int4` or `int8`: at load or as stored.
+    pub quantization: String,
+    pub quant_group_size: Option<i32>,
+    /// The linear layers (embedding and output included) as they are in memory.
+    pub linear_weight_bytes: usize,
+    /// The same at float32.
+    pub linear_weight_bytes_float32: usize,
+    /// MLX's peak memory in this process.
+    pub peak_memory_bytes: usize,
+}

@@ -17,8 +17,8 @@ use futures_util::stream;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use serving_solution::{
-    check_exposure, protect, router, serve, AppState, EngineHandle, EngineLimits, HeaderValue,
-    Model, SchedulerConfig, ServerOptions, Shutdown, Tokenizer,
+    check_exposure, protect, router, serve, AppState, ContextPolicy, EngineHandle, EngineLimits,
+    HeaderValue, Model, SchedulerConfig, ServerOptions, Shutdown, Tokenizer,
 };
 use std::{
     future::Future,
@@ -53,6 +53,7 @@ fn limits(max_running: usize, max_seq_len: usize) -> EngineLimits {
         },
         max_waiting: 8,
         max_seq_len,
+        context_policy: ContextPolicy::Reject,
     }
 }
 
