@@ -8,6 +8,7 @@ mod cargo;
 mod chapters;
 mod check_solutions;
 mod doctor;
+mod gpu;
 mod models;
 mod run;
 mod test;
@@ -50,6 +51,8 @@ enum Command {
     ///
     /// Options after the name go to the benchmark: `cargo xtask bench kv-cache -- --help` lists them.
     Bench(bench::BenchArgs),
+    /// Run the engine on a lent NVIDIA machine: `pack` builds for CUDA, `stage N` readies one call.
+    Gpu(gpu::GpuArgs),
     /// Fetch and convert models (the built-in SmolLM2, or one from models/models.toml).
     Models(models::ModelsArgs),
     /// Generate text with the engine (built from the solutions, or from your chapters with --mine).
@@ -80,6 +83,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Doctor { bench } => doctor::run(bench),
         Command::Models(args) => models::run(args),
+        Command::Gpu(args) => gpu::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Test(args) => test::run(args),
         Command::CheckSolutions => check_solutions::run(),
