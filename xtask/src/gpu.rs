@@ -206,11 +206,10 @@ fn build_tests(target: &Path) -> Result<Vec<TestExecutable>> {
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut tests = Vec::new();
     for line in BufReader::new(stdout).lines() {
+        // cargo's JSON messages, one a line; only test executables matter here.
         let message: serde_json::Value = serde_json::from_str(&line?).unwrap_or_default();
-        let (Some(executable), true) = (
-            message["executable"].as_str(),
-            message["profile"]["test"].as_bool() == Some(true),
-        ) else {
+        let is_test = message["profile"]["test"].as_bool() == Some(true);
+        let Some(executable) = message["executable"].as_str().filter(|_| is_test) else {
             continue;
         };
         let manifest = PathBuf::from(message["manifest_path"].as_str().unwrap_or_default());
@@ -457,7 +456,7 @@ fn stage(part: usize, checkout: Option<PathBuf>, target: &Path) -> Result<()> {
     }
     let verb = match part {
         0 => "run qwen2-1.5b kv-cache",
-        last if last == parts => "run doctor tests floors smollm2-135m",
+        last if last == parts => "run doctor tests-float32 floors smollm2-135m",
         _ => "stash",
     };
     println!(
