@@ -126,7 +126,7 @@ tests() {
     fi
     export -f run_tests
     export home release
-    step "tests-$mode" 420 env MLX_ENABLE_TF32=$tf32 bash -c run_tests
+    step "tests-$mode" 570 env MLX_ENABLE_TF32=$tf32 bash -c run_tests
 }
 
 # One architecture: seeded random bf16 weights, the same files for every system.

@@ -455,8 +455,8 @@ fn stage(part: usize, checkout: Option<PathBuf>, target: &Path) -> Result<()> {
         );
     }
     let verb = match part {
-        0 => "run qwen2-1.5b kv-cache",
-        last if last == parts => "run doctor tests-float32 floors smollm2-135m",
+        0 => "run floors smollm2-135m (then: qwen2-1.5b kv-cache; tests-tf32)",
+        last if last == parts => "run doctor tests-float32",
         _ => "stash",
     };
     println!(
