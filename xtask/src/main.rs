@@ -9,6 +9,7 @@ mod chapters;
 mod check_solutions;
 mod doctor;
 mod fuzz;
+mod gpu;
 mod load_test;
 mod models;
 mod run;
@@ -56,6 +57,8 @@ enum Command {
     Fuzz(fuzz::FuzzArgs),
     /// Drive the release server with concurrent clients on loopback: throughput, latency, errors, memory.
     LoadTest(load_test::LoadTestArgs),
+    /// Run the engine on a lent NVIDIA machine: `pack` builds for CUDA, `stage N` readies one call.
+    Gpu(gpu::GpuArgs),
     /// Fetch and convert models (the built-in SmolLM2, or one from models/models.toml).
     Models(models::ModelsArgs),
     /// Generate text with the engine (built from the solutions, or from your chapters with --mine).
@@ -86,6 +89,7 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Doctor { bench } => doctor::run(bench),
         Command::Models(args) => models::run(args),
+        Command::Gpu(args) => gpu::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Fuzz(args) => fuzz::run(args),
         Command::LoadTest(args) => load_test::run(args),

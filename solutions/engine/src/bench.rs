@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use continuous_batching::{Event, Request, Scheduler, SchedulerConfig};
-use decode::{LanguageModel, Model as UncachedModel};
+use decode::{greedy, LanguageModel, Model as UncachedModel};
 use kv_cache::{CachedModel, Model as CachedWeights};
 use mlx_rs::{random, transforms::eval};
 use serde::Serialize;
@@ -53,6 +53,26 @@ enum Benchmark {
         /// Also write the results as JSON here (for `cargo xtask bench batching`'s plot).
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Run each concurrency once, untimed, before timing it: on a GPU the first steps at a
+        /// new shape pay for kernel compilation and allocation.
+        #[arg(long)]
+        warmup: bool,
+    },
+    /// One request: prefill tokens/s, greedy decode tokens/s, and where a decode step's time
+    /// goes (building the graph on the CPU vs evaluating it and reading the token back).
+    SingleStream {
+        /// A model directory.
+        #[arg(long, value_name = "DIR")]
+        model_path: PathBuf,
+        /// Prompt tokens.
+        #[arg(long, default_value_t = 256)]
+        prompt_tokens: usize,
+        /// Tokens generated (greedy; no end-of-sequence token stops it).
+        #[arg(long, default_value_t = 128)]
+        new_tokens: usize,
+        /// Also write the results as JSON here.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
     },
 }
 
@@ -76,13 +96,23 @@ fn run(args: Args) -> Result<()> {
             prompt_tokens,
             new_tokens,
             json,
+            warmup,
         } => batching_bench(
             &model_path,
             &concurrency,
-            prompt_tokens,
-            new_tokens,
+            BatchingShape {
+                prompt_tokens,
+                new_tokens,
+            },
+            warmup,
             json.as_deref(),
         ),
+        Benchmark::SingleStream {
+            model_path,
+            prompt_tokens,
+            new_tokens,
+            json,
+        } => single_stream_bench(&model_path, prompt_tokens, new_tokens, json.as_deref()),
     }
 }
 
@@ -174,11 +204,18 @@ struct BatchingRow {
     mean_latency_ms: f64,
 }
 
+/// The requests of one batching round: `prompt_tokens` in, `new_tokens` out, each.
+#[derive(Clone, Copy)]
+struct BatchingShape {
+    prompt_tokens: usize,
+    new_tokens: usize,
+}
+
 fn batching_bench(
     dir: &Path,
     concurrency: &[usize],
-    prompt_tokens: usize,
-    new_tokens: usize,
+    shape: BatchingShape,
+    warmup: bool,
     json: Option<&Path>,
 ) -> Result<()> {
     let model = quantized_matmul::load_model(
@@ -188,7 +225,10 @@ fn batching_bench(
         quantized_matmul::Kernel::Mlx,
     )
     .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-    let vocab = model.config().vocab_size;
+    let BatchingShape {
+        prompt_tokens,
+        new_tokens,
+    } = shape;
     let mut rows = Vec::new();
     for (index, &requests) in concurrency.iter().enumerate() {
         eprintln!(
@@ -196,61 +236,21 @@ fn batching_bench(
             index + 1,
             concurrency.len()
         );
-        let config = SchedulerConfig {
-            max_running: requests,
-            token_budget: (requests * prompt_tokens).max(512),
-            prefill_chunk: 256,
-        };
-        let mut scheduler = Scheduler::new(&model, config)?;
-        for id in 0..requests {
-            scheduler.add(Request {
-                id: id as u64,
-                prompt: random_prompt(vocab, prompt_tokens, id as u64)?,
-                max_new_tokens: new_tokens,
-                sampling: Default::default(),
-                stop_token_ids: Vec::new(),
-            })?;
+        if warmup {
+            let short = BatchingShape {
+                new_tokens: new_tokens.min(4),
+                ..shape
+            };
+            batching_round(&model, requests, short)?;
         }
-        let started = Instant::now();
-        let mut first: HashMap<u64, f64> = HashMap::new();
-        let mut finished: HashMap<u64, f64> = HashMap::new();
-        let mut tokens = 0;
-        while !scheduler.is_idle() {
-            let events = scheduler.step()?;
-            let now = started.elapsed().as_secs_f64();
-            for event in events {
-                match event {
-                    Event::Token { id, .. } => {
-                        tokens += 1;
-                        first.entry(id).or_insert(now);
-                    }
-                    Event::Finished { id, .. } => {
-                        finished.insert(id, now);
-                    }
-                }
-            }
-        }
-        let total = started.elapsed().as_secs_f64();
-        let mean = |values: Vec<f64>| values.iter().sum::<f64>() / values.len().max(1) as f64;
-        rows.push(BatchingRow {
-            concurrency: requests,
-            tokens_per_s: tokens as f64 / total,
-            mean_time_to_first_token_ms: mean(first.values().map(|t| t * 1e3).collect()),
-            mean_inter_token_ms: mean(
-                finished
-                    .iter()
-                    .map(|(id, end)| (end - first[id]) * 1e3 / (new_tokens - 1).max(1) as f64)
-                    .collect(),
-            ),
-            mean_latency_ms: mean(finished.values().map(|t| t * 1e3).collect()),
-        });
+        rows.push(batching_round(&model, requests, shape)?);
     }
 
     println!("| concurrent requests | aggregate tok/s | mean time to first token | mean time per token | mean request latency |");
     println!("|---:|---:|---:|---:|---:|");
     for row in &rows {
         println!(
-            "| {} | {:.1} | {:.0} ms | {:.0} ms | {:.0} ms |",
+            "| {} | {:.1} | {:.0} ms | {:.1} ms | {:.0} ms |",
             row.concurrency,
             row.tokens_per_s,
             row.mean_time_to_first_token_ms,
@@ -263,4 +263,157 @@ fn batching_bench(
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// `requests` requests of `shape` submitted at once and run to the end by the scheduler.
+fn batching_round(
+    model: &CachedWeights,
+    requests: usize,
+    shape: BatchingShape,
+) -> Result<BatchingRow> {
+    let BatchingShape {
+        prompt_tokens,
+        new_tokens,
+    } = shape;
+    let vocab = model.config().vocab_size;
+    let config = SchedulerConfig {
+        max_running: requests,
+        token_budget: (requests * prompt_tokens).max(512),
+        prefill_chunk: 256,
+    };
+    let mut scheduler = Scheduler::new(model, config)?;
+    for id in 0..requests {
+        scheduler.add(Request {
+            id: id as u64,
+            prompt: random_prompt(vocab, prompt_tokens, id as u64)?,
+            max_new_tokens: new_tokens,
+            sampling: Default::default(),
+            stop_token_ids: Vec::new(),
+        })?;
+    }
+    let started = Instant::now();
+    let mut first: HashMap<u64, f64> = HashMap::new();
+    let mut finished: HashMap<u64, f64> = HashMap::new();
+    let mut tokens = 0;
+    while !scheduler.is_idle() {
+        let events = scheduler.step()?;
+        let now = started.elapsed().as_secs_f64();
+        for event in events {
+            match event {
+                Event::Token { id, .. } => {
+                    tokens += 1;
+                    first.entry(id).or_insert(now);
+                }
+                Event::Finished { id, .. } => {
+                    finished.insert(id, now);
+                }
+            }
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+    let mean = |values: Vec<f64>| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    Ok(BatchingRow {
+        concurrency: requests,
+        tokens_per_s: tokens as f64 / total,
+        mean_time_to_first_token_ms: mean(first.values().map(|t| t * 1e3).collect()),
+        mean_inter_token_ms: mean(
+            finished
+                .iter()
+                .map(|(id, end)| (end - first[id]) * 1e3 / (new_tokens - 1).max(1) as f64)
+                .collect(),
+        ),
+        mean_latency_ms: mean(finished.values().map(|t| t * 1e3).collect()),
+    })
+}
+
+/// Single-stream figures; times are medians over the decode steps.
+#[derive(Serialize)]
+struct SingleStreamRow {
+    prompt_tokens: usize,
+    new_tokens: usize,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+    /// Median time to build one step's graph (lazy: nothing runs on the device yet).
+    median_build_ms: f64,
+    /// Median time to evaluate it, take the argmax and read the token back.
+    median_eval_ms: f64,
+}
+
+/// Per-step times of one greedy generation.
+struct StreamTimes {
+    prefill_s: f64,
+    build_s: Vec<f64>,
+    eval_s: Vec<f64>,
+}
+
+fn single_stream_bench(
+    dir: &Path,
+    prompt_tokens: usize,
+    new_tokens: usize,
+    json: Option<&Path>,
+) -> Result<()> {
+    let weights = CachedWeights::load(dir)
+        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    let prompt = random_prompt(weights.config().vocab_size, prompt_tokens, 0)?;
+    // Untimed: on a GPU the first run compiles kernels and grows the allocator's pools.
+    eprintln!("warm-up: {prompt_tokens} + {} tokens", new_tokens.min(16));
+    generate_timed(&weights, &prompt, new_tokens.min(16))?;
+    eprintln!("timed: {prompt_tokens} + {new_tokens} tokens");
+    let times = generate_timed(&weights, &prompt, new_tokens)?;
+
+    let decode_s: f64 = times.build_s.iter().chain(&times.eval_s).sum();
+    let row = SingleStreamRow {
+        prompt_tokens,
+        new_tokens,
+        prefill_tokens_per_s: prompt_tokens as f64 / times.prefill_s,
+        decode_tokens_per_s: new_tokens as f64 / decode_s,
+        median_build_ms: median(times.build_s) * 1e3,
+        median_eval_ms: median(times.eval_s) * 1e3,
+    };
+    println!("| prompt tokens | prefill tok/s | new tokens | decode tok/s | build / step | eval + read / step |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {} | {:.0} | {} | {:.1} | {:.2} ms | {:.2} ms |",
+        row.prompt_tokens,
+        row.prefill_tokens_per_s,
+        row.new_tokens,
+        row.decode_tokens_per_s,
+        row.median_build_ms,
+        row.median_eval_ms
+    );
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(&row)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Prefills `prompt`, then decodes `steps` greedy tokens, timing each part.
+fn generate_timed(weights: &CachedWeights, prompt: &[u32], steps: usize) -> Result<StreamTimes> {
+    let mut model = CachedModel::new(weights);
+    let mut sequence = prompt.to_vec();
+    let started = Instant::now();
+    let logits = model.next_token_logits(&sequence)?; // [V]
+    let mut token = greedy(&logits, &sequence)?;
+    let prefill_s = started.elapsed().as_secs_f64();
+    let (mut build_s, mut eval_s) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        sequence.push(token);
+        let started = Instant::now();
+        let logits = model.next_token_logits(&sequence)?; // [V], lazy
+        let built = Instant::now();
+        token = greedy(&logits, &sequence)?;
+        build_s.push((built - started).as_secs_f64());
+        eval_s.push(built.elapsed().as_secs_f64());
+    }
+    Ok(StreamTimes {
+        prefill_s,
+        build_s,
+        eval_s,
+    })
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
 }
