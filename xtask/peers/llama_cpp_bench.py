@@ -12,8 +12,25 @@ import json
 import sys
 import time
 
+import llama_cpp.llama_cpp as llama_capi
 import numpy as np
 from llama_cpp import Llama, LogitsProcessorList
+
+
+def without_extra_buffer_types():
+    """llama.cpp's model parameters with use_extra_bufts off.
+
+    Compiled on a CPU that reports AMX, llama.cpp puts weights in its AMX buffer type, whose
+    kernels die with SIGILL where the kernel or a sandbox does not enable AMX (seen on the
+    machine the book's figures come from). Without extra buffer types it runs its ordinary AVX2/AVX-512 kernels.
+    """
+    params = default_model_params()
+    params.use_extra_bufts = False
+    return params
+
+
+default_model_params = llama_capi.llama_model_default_params
+llama_capi.llama_model_default_params = without_extra_buffer_types
 
 
 def main():

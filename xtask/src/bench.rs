@@ -125,13 +125,19 @@ fn run_generate(
     ];
     if modes.iter().any(|mode| mode == "mlx-4bit") {
         let quantized = models::ready_model_dir(Some(BUILTIN_4BIT))?;
-        bench_args.extend(["--quantized-model-path".to_string(), quantized.display().to_string()]);
+        bench_args.extend([
+            "--quantized-model-path".to_string(),
+            quantized.display().to_string(),
+        ]);
     }
     for prompt in &options.prompts {
         bench_args.extend(["--prompt".to_string(), prompt.clone()]);
     }
     if let Some(file) = &options.prompt_file {
-        bench_args.extend(["--prompt-file".to_string(), absolute(file)?.display().to_string()]);
+        bench_args.extend([
+            "--prompt-file".to_string(),
+            absolute(file)?.display().to_string(),
+        ]);
     }
     if !options.builtin.is_empty() {
         bench_args.extend(["--builtin".to_string(), options.builtin.join(",")]);

@@ -46,9 +46,11 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         port: u16,
     },
-    /// Measure the engine: `kv-cache` (decode speed with and without the cache).
+    /// Measure the engine: prompt sets (default), `--compare` with mlx-lm and llama.cpp,
+    /// `kv-cache`, `batching`.
     ///
-    /// Options after the name go to the benchmark: `cargo xtask bench kv-cache -- --help` lists them.
+    /// Options after `kv-cache` or `batching` go to that benchmark: `cargo xtask bench kv-cache
+    /// -- --help` lists them.
     Bench(bench::BenchArgs),
     /// Fetch and convert models (the built-in SmolLM2, or one from models/models.toml).
     Models(models::ModelsArgs),

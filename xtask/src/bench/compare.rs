@@ -173,7 +173,12 @@ pub fn run(options: &GenerateOptions) -> Result<()> {
         .collect();
     let peer_jobs = [
         ("mlx_lm_bench.py", "mlx-lm-f32", float_dir.as_path(), "f32"),
-        ("mlx_lm_bench.py", "mlx-lm-4bit", quantized_dir.as_path(), "4-bit"),
+        (
+            "mlx_lm_bench.py",
+            "mlx-lm-4bit",
+            quantized_dir.as_path(),
+            "4-bit",
+        ),
         ("llama_cpp_bench.py", "llama-cpp", gguf.as_path(), "Q4_1"),
     ];
     let bar = ProgressBar::new((peer_jobs.len() * prompts.len() * runs) as u64).with_style(
@@ -200,7 +205,9 @@ pub fn run(options: &GenerateOptions) -> Result<()> {
         };
         let job_file = out.join(format!("{name}-job.json"));
         let log = out.join(format!("{name}.log"));
-        peer_runs.extend(peers::run_script(&python, script, &job, &job_file, &log, &bar)?);
+        peer_runs.extend(peers::run_script(
+            &python, script, &job, &job_file, &log, &bar,
+        )?);
     }
     bar.finish_and_clear();
 
@@ -351,7 +358,10 @@ fn rows(engine: &EngineReport, peer_runs: &[PeerRun]) -> Result<Vec<Row>> {
                 })
                 .collect();
             if runs.is_empty() {
-                bail!("{system} ({weights}) reported no run of prompt {}", prompt.name);
+                bail!(
+                    "{system} ({weights}) reported no run of prompt {}",
+                    prompt.name
+                );
             }
             rows.push(Row {
                 system,
@@ -418,15 +428,20 @@ fn markdown(report: &Report) -> String {
             "| system | weights | time to first token | prefill tok/s | decode tok/s | prefill: ours f32 / this | decode: ours f32 / this |"
         );
         let _ = writeln!(text, "|---|---|---:|---:|---:|---:|---:|");
-        let rows: Vec<&Row> = report.results.iter().filter(|row| row.prompt == prompt).collect();
+        let rows: Vec<&Row> = report
+            .results
+            .iter()
+            .filter(|row| row.prompt == prompt)
+            .collect();
         let ours = rows
             .iter()
             .find(|row| row.system == OURS && row.weights == "f32");
         for row in &rows {
             let ratio = |metric: fn(&Row) -> f64| {
-                ours.map_or_else(|| "-".to_string(), |ours| {
-                    format!("{:.2}x", metric(ours) / metric(row))
-                })
+                ours.map_or_else(
+                    || "-".to_string(),
+                    |ours| format!("{:.2}x", metric(ours) / metric(row)),
+                )
             };
             let _ = writeln!(
                 text,

@@ -102,8 +102,10 @@ fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Runs `command` with its output on stderr: stdout carries the benchmark's table only.
 fn run_step(command: &mut Command, what: &str) -> Result<()> {
     let status = command
+        .stdout(Stdio::from(std::io::stderr()))
         .status()
         .with_context(|| format!("cannot start {what}"))?;
     if !status.success() {

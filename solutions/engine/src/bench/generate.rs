@@ -288,11 +288,14 @@ fn layer_formats(
     group_size: i32,
 ) -> Result<impl Fn(&str) -> Result<WeightFormat>> {
     let path = dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     let json: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let stored = json.get("quantization").filter(|value| !value.is_null()).cloned();
+    let stored = json
+        .get("quantization")
+        .filter(|value| !value.is_null())
+        .cloned();
     let loader = QuantizedLoader::new(stored, quantization, group_size, crate::KERNEL);
     Ok(move |name: &str| -> Result<WeightFormat> {
         Ok(match loader.stored_quantization(name)? {
@@ -312,7 +315,10 @@ fn layer_formats(
 /// prompt's.
 fn prompt_report(prompt: &Prompt, runs: Vec<RunTimes>, floor_seconds: &[f64]) -> PromptReport {
     let own_floor = &floor_seconds[floor_seconds.len() - runs.len()..];
-    let floor_tok_s = 1.0 / Summary::of(own_floor.iter().copied()).expect("one per run").p50;
+    let floor_tok_s = 1.0
+        / Summary::of(own_floor.iter().copied())
+            .expect("one per run")
+            .p50;
     let summary = |value: fn(&RunTimes) -> f64| {
         Summary::of(runs.iter().map(value)).expect("at least one measured run")
     };
