@@ -102,7 +102,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 options.quantization.clone()
             };
             let json = options.json.clone();
-            run_generate(options, &modes, options.runs, json.as_deref())
+            run_generate(options, &modes, options.runs, json.as_deref(), None)
         }
     }
 }
@@ -114,6 +114,7 @@ fn run_generate(
     modes: &[String],
     runs: Option<usize>,
     json: Option<&std::path::Path>,
+    built: Option<&std::path::Path>,
 ) -> Result<()> {
     let model = models::ready_model_dir(None)?;
     let mut bench_args = vec![
@@ -158,7 +159,54 @@ fn run_generate(
     if let Some(json) = json {
         bench_args.extend(["--json".to_string(), absolute(json)?.display().to_string()]);
     }
-    run_engine_binary("bench", options.mine, &bench_args)
+    match built {
+        Some(binary) => run_built(binary, &bench_args),
+        None => run_engine_binary("bench", options.mine, &bench_args),
+    }
+}
+
+/// Builds (release) the engine's `bench` binary, on the solutions or, with `mine`, on your
+/// chapters, and returns its path: `--compare` runs it several times without asking cargo again
+/// (cargo waits for any other build sharing the target folder).
+fn build_bench_binary(mine: bool) -> Result<PathBuf> {
+    let mut command = crate::cargo::command();
+    command.args([
+        "build",
+        "--release",
+        "--package",
+        "engine",
+        "--bin",
+        "bench",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if !mine {
+        command.args(["--features", "solutions"]);
+    }
+    let output = command
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("could not start cargo to build the engine")?;
+    if !output.status.success() {
+        anyhow::bail!("building the engine's bench binary failed ({})", output.status);
+    }
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|message| message["target"]["name"] == "bench")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .context("cargo built the engine but named no bench executable")
+}
+
+/// Runs the built `binary` with `args`, failing with its exit status.
+fn run_built(binary: &std::path::Path, args: &[String]) -> Result<()> {
+    let status = std::process::Command::new(binary)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    if !status.success() {
+        anyhow::bail!("{} {} failed ({status})", binary.display(), args.join(" "));
+    }
+    Ok(())
 }
 
 /// Cargo runs the engine from the workspace root: a relative path given here must not move.

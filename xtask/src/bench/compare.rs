@@ -7,9 +7,9 @@ use super::{
     bench_dir,
     peers::{self, Job, JobPrompt, PeerRun},
     plots::{self, CompareBar},
-    run_generate, GenerateOptions, BUILTIN_4BIT,
+    build_bench_binary, run_built, run_generate, GenerateOptions, BUILTIN_4BIT,
 };
-use crate::{models, run::run_engine_binary};
+use crate::models;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -153,12 +153,14 @@ pub fn run(options: &GenerateOptions) -> Result<()> {
     engine_options.max_new_tokens = Some(max_new_tokens);
     engine_options.warmup_runs = Some(warmup_runs);
     let engine_json = out.join("compare-engine.json");
+    let bench = build_bench_binary(options.mine)?;
     eprintln!("[1/3] our engine: float32 and 4-bit");
     run_generate(
         &engine_options,
         &["none".to_string(), "mlx-4bit".to_string()],
         Some(runs),
         Some(&engine_json),
+        Some(&bench),
     )?;
     let engine = read_engine_report(&engine_json)?;
 
@@ -228,7 +230,7 @@ pub fn run(options: &GenerateOptions) -> Result<()> {
         &batching_json.display().to_string(),
     ]
     .map(String::from);
-    run_engine_binary("bench", options.mine, &batching_args)?;
+    run_built(&bench, &batching_args)?;
     let batching_row = plots::read_batching(&batching_json)?
         .into_iter()
         .next()

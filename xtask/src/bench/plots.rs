@@ -99,6 +99,9 @@ pub struct CompareBar {
     pub decode_tok_s: f64,
 }
 
+/// Which figure of a bar a panel shows.
+type Metric = fn(&CompareBar) -> f64;
+
 /// Prefill (left panel) and decode (right panel) tokens/s of each system, as bars.
 pub fn plot_compare(bars: &[CompareBar], title: &str, svg: &Path) -> Result<()> {
     let root = SVGBackend::new(svg, (900, 440)).into_drawing_area();
@@ -106,7 +109,7 @@ pub fn plot_compare(bars: &[CompareBar], title: &str, svg: &Path) -> Result<()> 
         root.fill(&WHITE)?;
         let root = root.titled(title, ("sans-serif", 20))?;
         let panels = root.split_evenly((1, 2));
-        let metrics: [(&str, fn(&CompareBar) -> f64); 2] = [
+        let metrics: [(&str, Metric); 2] = [
             ("prefill tokens/s", |bar| bar.prefill_tok_s),
             ("decode tokens/s", |bar| bar.decode_tok_s),
         ];
