@@ -187,7 +187,10 @@ fn build_bench_binary(mine: bool) -> Result<PathBuf> {
         .output()
         .context("could not start cargo to build the engine")?;
     if !output.status.success() {
-        anyhow::bail!("building the engine's bench binary failed ({})", output.status);
+        anyhow::bail!(
+            "building the engine's bench binary failed ({})",
+            output.status
+        );
     }
     String::from_utf8_lossy(&output.stdout)
         .lines()

@@ -4,10 +4,10 @@
 //! markdown table for the book, writes it with a JSON report and an SVG plot to target/bench/.
 
 use super::{
-    bench_dir,
+    bench_dir, build_bench_binary,
     peers::{self, Job, JobPrompt, PeerRun},
     plots::{self, CompareBar},
-    build_bench_binary, run_built, run_generate, GenerateOptions, BUILTIN_4BIT,
+    run_built, run_generate, GenerateOptions, BUILTIN_4BIT,
 };
 use crate::models;
 use anyhow::{bail, Context, Result};
@@ -547,4 +547,41 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     std::fs::write(&partial, text)
         .and_then(|()| std::fs::rename(&partial, path))
         .with_context(|| format!("cannot write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{geometric_mean_ratio, median, Row};
+
+    fn row(system: &'static str, prompt: &str, decode_tok_s: f64) -> Row {
+        Row {
+            system,
+            weights: "f32",
+            prompt: prompt.to_string(),
+            prompt_tokens: 1,
+            ttft_ms: 1.0,
+            prefill_tok_s: 1.0,
+            decode_tok_s,
+        }
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median([3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert!(median([]).is_nan());
+    }
+
+    #[test]
+    fn ratios_combine_by_geometric_mean_over_prompts() {
+        // a/b is 2 on one prompt and 8 on the other: the geometric mean is 4.
+        let rows = [
+            row("a", "p", 20.0),
+            row("b", "p", 10.0),
+            row("a", "q", 80.0),
+            row("b", "q", 10.0),
+        ];
+        let ratio = geometric_mean_ratio(&rows, ("a", "f32"), ("b", "f32"), |r| r.decode_tok_s);
+        assert!((ratio - 4.0).abs() < 1e-12, "{ratio}");
+    }
 }

@@ -139,3 +139,47 @@ pub fn tokenize(specs: &[PromptSpec], tokenizer: &Tokenizer) -> Result<Vec<Promp
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::from_file;
+
+    fn write_temp(name: &str, content: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("{name}-{}.jsonl", std::process::id()));
+        std::fs::write(&path, content).expect("a writable temp dir");
+        path
+    }
+
+    #[test]
+    fn prompt_file_reads_strings_and_objects_and_skips_blank_lines() {
+        let path = write_temp(
+            "prompts",
+            "\"plain\\nwith a newline\"\n\n{\"text\": \"hi\", \"name\": \"greeting\", \"chat\": true}\n{\"text\": \"x\"}\n",
+        );
+        let specs = from_file(&path).expect("a valid file");
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let got: Vec<(String, String, bool)> = specs
+            .into_iter()
+            .map(|spec| (spec.name, spec.text, spec.chat))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    format!("{stem}:1"),
+                    "plain\nwith a newline".to_string(),
+                    false
+                ),
+                ("greeting".to_string(), "hi".to_string(), true),
+                (format!("{stem}:4"), "x".to_string(), false),
+            ]
+        );
+    }
+
+    #[test]
+    fn prompt_file_names_the_bad_line() {
+        let path = write_temp("bad-prompts", "\"fine\"\nnot json\n");
+        let error = format!("{:#}", from_file(&path).expect_err("line 2 is not JSON"));
+        assert!(error.contains(":2: expected a JSON string"), "{error}");
+    }
+}
