@@ -6,6 +6,8 @@ ids (no tokenizer in the loop, so that every system sees the same ids) with ever
 that each run makes exactly max_new_tokens tokens, and prints one JSON object per measured run on
 stdout. Timings follow the engine's definitions: time to first token from the call to the first
 token chosen, prefill = prompt tokens / that time, decode = (tokens - 1) / (last - first).
+Threads: MLX's f32 GEMMs run on OpenBLAS, whose thread count the xtask sets
+(OPENBLAS_NUM_THREADS), as for the engine.
 """
 
 import json
