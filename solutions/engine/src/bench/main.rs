@@ -1,5 +1,12 @@
-//! `bench`: the engine's benchmarks, run by `cargo xtask bench NAME`. Figures are measured side
+//! `bench`: the engine's benchmarks, run by `cargo xtask bench [NAME]`. Figures are measured side
 //! by side in one run, so that their ratios hold even on a busy machine.
+
+mod floor;
+mod generate;
+mod machine;
+mod prompts;
+mod summary;
+mod timed_run;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -23,6 +30,9 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Benchmark {
+    /// Prompt sets across quantization modes: time to first token, prefill and decode speed,
+    /// KV-cache memory, the backend's floor and the engine's overhead per step.
+    Generate(generate::GenerateArgs),
     /// Decode tokens/s with and without the KV cache, at several prompt lengths.
     KvCache {
         /// A float model directory.
@@ -76,6 +86,13 @@ enum Benchmark {
     },
 }
 
+/// The solutions run on MLX's fused quantized kernel; `--mine` on your chapter 9 code.
+const KERNEL: quantized_matmul::Kernel = if cfg!(feature = "solutions") {
+    quantized_matmul::Kernel::Mlx
+} else {
+    quantized_matmul::Kernel::Course
+};
+
 fn main() {
     if let Err(error) = run(Args::parse()) {
         eprintln!("error: {error:#}");
@@ -85,6 +102,7 @@ fn main() {
 
 fn run(args: Args) -> Result<()> {
     match args.benchmark {
+        Benchmark::Generate(args) => generate::run(args),
         Benchmark::KvCache {
             model_path,
             prompt_lengths,
@@ -259,8 +277,7 @@ fn batching_bench(
         );
     }
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&rows)?;
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        write_atomically(path, &serde_json::to_string_pretty(&rows)?)?;
     }
     Ok(())
 }
@@ -416,4 +433,13 @@ fn generate_timed(weights: &CachedWeights, prompt: &[u32], steps: usize) -> Resu
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Writes `text` to `path` through a temporary file beside it, so that a reader never sees half
+/// a report.
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, path))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
