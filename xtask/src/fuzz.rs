@@ -207,7 +207,7 @@ fn final_stat(log: &str, name: &str) -> Option<u64> {
     log.lines()
         .filter_map(|line| line.strip_prefix(name))
         .filter_map(|rest| rest.trim_start_matches(':').trim().parse().ok())
-        .last()
+        .next_back()
 }
 
 #[cfg(test)]

@@ -40,14 +40,14 @@ pub struct LoadTestArgs {
     serve_args: Vec<String>,
 }
 
-/// A short and a long prompt (about 20 and 400 tokens).
+/// A short and a long prompt (about 20 and 200 tokens).
 fn prompts() -> [String; 2] {
     let paragraph = "The river runs past the old mill, under the stone bridge and through the town, where children watch the boats and the baker opens his shop before dawn. ";
     [
         "Write one sentence about the sea.".to_string(),
         format!(
             "{}Summarize the text above in one sentence.",
-            paragraph.repeat(12)
+            paragraph.repeat(6)
         ),
     ]
 }
@@ -203,14 +203,30 @@ async fn drive(base: &str, args: &LoadTestArgs, server: &Server) -> Result<(Stri
         .pool_max_idle_per_host(args.clients)
         .build()
         .context("cannot build the HTTP client")?;
-    // One request of each kind first, so that "before" counts MLX's buffers and caches that any
-    // run holds, not a leak.
+    // A warm-up wave first, one request per client at once: it grows MLX's buffer cache to the
+    // working set of this concurrency, so that "before" already holds it and any growth after
+    // it is a leak.
     let prompts = Arc::new(prompts());
     let warm = Arc::new(Mutex::new(Tally::default()));
-    for kind in 0..4 {
-        one_request(&client, base, &prompts, kind, args.max_tokens, &warm).await;
+    eprintln!("warm-up: {} requests at once", args.clients);
+    let wave: Vec<_> = (0..args.clients)
+        .map(|kind| {
+            let (client, base, prompts, warm) = (
+                client.clone(),
+                base.to_string(),
+                Arc::clone(&prompts),
+                Arc::clone(&warm),
+            );
+            let max_tokens = args.max_tokens;
+            tokio::spawn(async move {
+                one_request(&client, &base, &prompts, kind, max_tokens, &warm).await
+            })
+        })
+        .collect();
+    for request in wave {
+        request.await.context("a warm-up request panicked")?;
     }
-    if warm.lock().expect("tally").ok != 4 {
+    if warm.lock().expect("tally").ok != args.clients {
         bail!(
             "warm-up requests failed: {}",
             warm.lock()
@@ -345,7 +361,7 @@ async fn one_request(
     max_tokens: usize,
     tally: &Mutex<Tally>,
 ) {
-    let stream = kind % 2 == 0;
+    let stream = kind.is_multiple_of(2);
     let prompt = &prompts[(kind / 2) % 2];
     let body = json!({
         "messages": [{"role": "user", "content": prompt}],
