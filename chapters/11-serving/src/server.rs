@@ -228,7 +228,7 @@ impl AppState {
             )
             .map_err(|error| {
                 ApiError::invalid(format!(
-                    "{error}: shorten the prompt or lower max_tokens (the server's --max-seq-len is {}, its --context-policy {})",
+                    "{error}: shorten the prompt or lower max_tokens (the server runs with --max-seq-len {} and --context-policy {})",
                     limits.max_seq_len, limits.context_policy
                 ))
             })?;

@@ -926,7 +926,11 @@ async fn task_3_generate_matches_hf_with_stats() {
         reference.continuation.len(),
         "{body}"
     );
-    for key in ["time_to_first_token_ms", "decode_tokens_per_s", "total_ms"] {
+    for key in [
+        "time_to_first_token_ms",
+        "decode_tokens_per_s",
+        "total_time_ms",
+    ] {
         assert!(
             stats[key].as_f64().is_some_and(|value| value > 0.0),
             "stats.{key} should be positive: {body}"

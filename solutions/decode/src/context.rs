@@ -97,7 +97,7 @@ impl ContextPolicy {
                     budget,
                 })
             }
-            ContextPolicy::Reject if prompt_len + max_new_tokens > budget => {
+            ContextPolicy::Reject if prompt_len.saturating_add(max_new_tokens) > budget => {
                 return Err(ContextError::DoesNotFit {
                     prompt: prompt_len,
                     max_new_tokens,

@@ -183,6 +183,13 @@ fn reserve_generation_needs_room_for_a_prompt() {
 }
 
 #[test]
+fn reject_does_not_overflow_on_a_huge_max_new_tokens() {
+    assert!(ContextPolicy::Reject.fit(3, usize::MAX, 12).is_err());
+    let plan = ContextPolicy::AllowContextStop.fit(3, usize::MAX, 12);
+    assert_eq!(plan.map(|plan| plan.max_new_tokens), Ok(9));
+}
+
+#[test]
 fn policy_names_round_trip() {
     for policy in ContextPolicy::ALL {
         assert_eq!(policy.name().parse::<ContextPolicy>(), Ok(policy));
