@@ -5,7 +5,8 @@
 #   bash .gpu/run-on-device.sh stash              # keep this call's payload parts under /root
 #   bash .gpu/run-on-device.sh run [PHASE...]      # the same, then assemble and run the phases
 #
-# Phases, in the order given: doctor, tests (or only tests-tf32, tests-float32), floors, kv-cache,
+# Phases, in the order given: doctor, tests (or only tests-tf32, tests-float32), quantized-check
+# (MLX's own quantized_matmul on the GPU vs its dequantized product), floors, kv-cache,
 # and a model name (smollm2-135m, qwen2-1.5b: the engine, mlx-lm and transformers on seeded
 # random weights made from configs/NAME.json).
 # Without phases: all of them, which takes longer than one call's 10 minutes.
@@ -61,26 +62,6 @@ export PYTHONPATH="$home/site" PYTHONUNBUFFERED=1 RUST_BACKTRACE=0
 release=$target/release
 scripts=$worktree/platform/cuda
 mkdir -p "$results"
-
-# Packs what exists so far into $OUT, so that a step killed at the time limit still leaves the
-# earlier results.
-publish() {
-    tar -czf "$out/results.tar.gz" -C "$home" results
-    [ -e "$results/summary.md" ] && cp "$results/summary.md" "$out/"
-}
-
-# step NAME SECONDS COMMAND...: runs COMMAND with a time limit, logs it to results/NAME.log.
-step() {
-    local name=$1 limit=$2
-    shift 2
-    local started=$SECONDS
-    timeout "$limit" "$@" >"$results/$name.log" 2>&1
-    local status=$?
-    echo "$name: exit $status, $((SECONDS - started)) s" | tee -a "$results/steps.txt"
-    tail -n 4 "$results/$name.log"
-    publish
-    return $status
-}
 
 # Packs what exists so far into $OUT, so that a step killed at the time limit still leaves the
 # earlier results.
@@ -155,6 +136,8 @@ for phase in "${phases[@]}"; do
         tests-float32) tests float32 ;;
         floors) step floors 180 python3 "$scripts/floors.py" "$scripts/configs/smollm2-135m.json" \
             "$scripts/configs/qwen2-1.5b.json" --json "$results/floors.json" ;;
+        quantized-check) step quantized-check 120 env MLX_ENABLE_TF32=0 python3 \
+            "$scripts/quantized_matmul_check.py" --json "$results/quantized-check.json" ;;
         kv-cache) step engine-kv-cache 180 "$release/bench" kv-cache \
             --model-path "$home/models/smollm2-135m" ;;
         *) model "$phase" ;;

@@ -23,8 +23,10 @@ const TESTED_CHAPTERS: &[&str] = &[
     "rmsnorm-mlp",
     "load",
     "decode",
+    "sampling",
     "kv-cache",
     "quantized-matmul",
+    "continuous-batching",
 ];
 
 /// What one device call may carry, the checkout included.

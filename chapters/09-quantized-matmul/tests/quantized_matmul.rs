@@ -18,10 +18,19 @@ use test_support::{
 const SMOLLM2: &str = "smollm2-135m-instruct";
 const SMOLLM2_4BIT: &str = "smollm2-135m-instruct-4bit";
 
-/// Unpacking is exact and `scale * q + bias` is the same two float32 roundings in MLX.
+/// Small integers times a scale plus a bias, when each product and sum is exact in float32.
 const EXACT: Tolerance = Tolerance {
     rtol: 0.0,
     atol: 0.0,
+};
+
+/// Unpacking is exact; `scale * q + bias` of random scales is two float32 roundings on MLX's CPU,
+/// but one on its CUDA backend, whose kernel fuses them into a multiply-add: the last bit may
+/// differ (measured on an H200: 0.67909193 vs 0.67909205). One quantization level is ~0.1, so
+/// this still catches a wrong level, scale or bias.
+const DEQUANTIZED: Tolerance = Tolerance {
+    rtol: 1e-6,
+    atol: 1e-6,
 };
 
 /// Sums of `K` <= 384 products of N(0, 1) inputs and weights, in another order than MLX's fused
@@ -84,7 +93,7 @@ fn task_1_dequantize_matches_mlx(
     assert_allclose(
         &got,
         &expected,
-        EXACT,
+        DEQUANTIZED,
         &format!(
             "dequantize ({bits} bits, groups of {group_size}, shape {shape:?}) vs ops::dequantize"
         ),
@@ -304,7 +313,10 @@ fn task_2_quantized_matmul_rejects_what_does_not_fit(#[case] x_shape: &[i32], #[
 // Task 3: QuantizedLinear
 
 const OUT: i32 = 96;
-const IN: i32 = 128;
+/// Two groups of 128 per row: MLX 0.32.2's CUDA `quantized_matmul` is wrong when a row is a
+/// single group of 128 and `x` has several rows (platform/cuda/quantized_matmul_check.py), and a
+/// reference must be right on every backend.
+const IN: i32 = 256;
 
 /// A float weight `[OUT, IN]` and, when asked, a bias `[OUT]`.
 fn float_layer(with_bias: bool) -> (Array, Option<Array>) {
@@ -363,7 +375,7 @@ fn task_3_rows_are_the_dequantized_rows(#[values(4, 8)] bits: i32) {
     assert_allclose(
         &got,
         &expected,
-        EXACT,
+        DEQUANTIZED,
         &format!("QuantizedLinear::rows of ids [[3, 0, 95], [3, 7, 1]] ({bits} bits)"),
     );
 }

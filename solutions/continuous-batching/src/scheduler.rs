@@ -5,6 +5,7 @@ use crate::BatchKvCache;
 use kv_cache_solution::{KvCache, Model};
 use mlx_rs::{
     error::{Exception, Result},
+    ops,
     ops::indexing::IndexOp,
     Array,
 };
@@ -75,6 +76,14 @@ struct Decoding {
     /// The prompt and every token chosen; the last one is not in the cache yet.
     tokens: Vec<u32>,
     generated: usize,
+}
+
+impl Decoding {
+    /// Whether its sampler would return the argmax of the logits as they are.
+    fn is_plain_greedy(&self) -> bool {
+        let sampling = &self.request.sampling;
+        sampling.temperature == 0.0 && sampling.repetition_penalty.is_none()
+    }
 }
 
 /// Continuous batching over one model.
@@ -223,9 +232,11 @@ impl<'m> Scheduler<'m> {
     ///
     /// - The input is `[B, 1]`: row `b` holds `decoding[b]`'s last token, which the batched
     ///   cache does not hold yet.
-    /// - Each row chooses its next token from its logits with [`choose`]; once every row has
-    ///   chosen, the rows that finished leave the batch ([`Scheduler::leave_batch`]), each with
-    ///   a `Finished` event.
+    /// - Each row chooses its next token from its logits with [`choose`]; a greedy row
+    ///   ([`Decoding::is_plain_greedy`]) may [`record`] its argmax from one over the whole batch
+    ///   instead, which waits for the device once, not once per row. Once every row has chosen,
+    ///   the rows that finished leave the batch ([`Scheduler::leave_batch`]), each with a
+    ///   `Finished` event.
     ///
     /// Book: week 2, chapter 10 (continuous batching), task 4.
     fn decode(&mut self, events: &mut Vec<Event>) -> Result<()> {
@@ -235,11 +246,25 @@ impl<'m> Scheduler<'m> {
             .map(|d| d.tokens[d.tokens.len() - 1])
             .collect();
         let input = Array::from_slice(&last, &[last.len() as i32, 1]); // [B, 1]
-        let logits = self.model.forward(&input, &mut self.batch)?; // [B, 1, V]
+        let logits = self.model.forward(&input, &mut self.batch)?.index((.., 0)); // [B, V]
+                                                                                  // A greedy row without a penalty takes the argmax: one op and one wait for all of them,
+                                                                                  // where sampling row by row would wait for the device once per row.
+        let argmax = if self.decoding.iter().any(Decoding::is_plain_greedy) {
+            ops::indexing::argmax_axis(&logits, -1, None)?
+                .try_as_slice::<u32>()
+                .map_err(|error| Exception::custom(error.to_string()))?
+                .to_vec()
+        } else {
+            Vec::new()
+        };
         let mut finished = Vec::new();
         for (row, decoding) in self.decoding.iter_mut().enumerate() {
-            let row_logits = logits.index((row as i32, 0)); // [V]
-            if let Some(reason) = choose(decoding, &row_logits, events)? {
+            let reason = if decoding.is_plain_greedy() {
+                record(decoding, argmax[row], events)
+            } else {
+                choose(decoding, &logits.index(row as i32), events)?
+            };
+            if let Some(reason) = reason {
                 finished.push((row, reason));
             }
         }
@@ -306,17 +331,22 @@ impl<'m> Scheduler<'m> {
     }
 }
 
-/// Samples `decoding`'s next token from `logits` `[V]`, emits it unless it is a stop token, and
-/// says whether the request is finished.
+/// Samples `decoding`'s next token from `logits` `[V]` and [`record`]s it.
 fn choose(
     decoding: &mut Decoding,
     logits: &Array,
     events: &mut Vec<Event>,
 ) -> Result<Option<FinishReason>> {
     let token = decoding.sampler.sample(logits, &decoding.tokens)?;
+    Ok(record(decoding, token, events))
+}
+
+/// Emits `token` as `decoding`'s next unless it is a stop token, and says whether the request
+/// is finished.
+fn record(decoding: &mut Decoding, token: u32, events: &mut Vec<Event>) -> Option<FinishReason> {
     let request = &decoding.request;
     if request.stop_token_ids.contains(&token) {
-        return Ok(Some(FinishReason::Stop));
+        return Some(FinishReason::Stop);
     }
     decoding.tokens.push(token);
     decoding.generated += 1;
@@ -324,5 +354,5 @@ fn choose(
         id: request.id,
         token,
     });
-    Ok((decoding.generated >= request.max_new_tokens).then_some(FinishReason::Length))
+    (decoding.generated >= request.max_new_tokens).then_some(FinishReason::Length)
 }

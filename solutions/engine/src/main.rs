@@ -8,7 +8,10 @@ mod unfinished;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
-use decode::{generate, ContextPolicy, GenerationOptions, Message, StopReason, Tokenizer};
+use decode::{
+    generate, ContextPolicy, GenerationOptions, LanguageModel, Message, StopReason, Tokenizer,
+};
+use engine::read_ahead::ReadAhead;
 use kv_cache::{CachedModel, KvCache};
 use quantized_matmul::{load_model, quantization_of, weight_bytes, Kernel, Quantization};
 use sampling::{Sampler, SamplingParams};
@@ -226,9 +229,13 @@ fn run(args: Args) -> Result<()> {
         print(echoed);
     }
     let mut timer = Timer::start();
-    let mut cached = CachedModel::new(&model);
+    // Greedy decoding keeps the next step queued on the device (engine::read_ahead); a sampler
+    // needs each token read back before the next step.
+    let greedy = args.temperature == 0.0 && args.repetition_penalty.is_none();
+    let (mut ahead, mut cached) = (ReadAhead::new(&model, false), CachedModel::new(&model));
+    let language_model: &mut dyn LanguageModel = if greedy { &mut ahead } else { &mut cached };
     let generation = generate(
-        &mut cached,
+        language_model,
         &tokenizer,
         prompt,
         &options,
@@ -252,7 +259,12 @@ fn run(args: Args) -> Result<()> {
     };
     let (time_to_first_token_ms, prefill_tokens_per_s, decode_tokens_per_s) =
         stats::speeds(&timings, prompt.len());
-    let (cache_allocated, cache_active) = cache_bytes(cached.cache());
+    let cache = if greedy {
+        ahead.cache()?
+    } else {
+        cached.cache()
+    };
+    let (cache_allocated, cache_active) = cache_bytes(cache);
     let weights = weight_bytes(&model);
     let quantization = quantization_of(&model);
     let stats = GenerationStats {

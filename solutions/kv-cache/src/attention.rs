@@ -106,7 +106,11 @@ impl CachedAttention {
         let (k, v) = cache.update_and_fetch(&k, &v)?; // [B, H_kv, S, D]
         let scale = 1.0 / (head_dim as f32).sqrt();
         let out = match cache.mask(length)? {
-            Some(mask) => fast::scaled_dot_product_attention(&q, &k, &v, scale, &mask, None)?,
+            // The kernel takes an additive mask only in the queries' dtype (bfloat16 models).
+            Some(mask) => {
+                let mask = mask.as_dtype(q.dtype())?;
+                fast::scaled_dot_product_attention(&q, &k, &v, scale, &mask, None)?
+            }
             None if length > 1 => fast::scaled_dot_product_attention(
                 &q,
                 &k,
