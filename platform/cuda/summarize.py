@@ -41,9 +41,7 @@ def ratio(a, b):
 
 
 def model_section(results, name, title, floors):
-    # The engine's rows: step by step, then reading ahead (its greedy path, the one compared).
-    engine_rows = {row["decoding"]: row for row in read(results / f"engine-single-{name}.json") or []}
-    engine_single = engine_rows.get("read_ahead")
+    engine_single = read(results / f"engine-single-{name}.json")
     engine_batching = read(results / f"engine-batching-{name}.json")
     others = {
         system: read(results / f"{system}-{name}.json") for system in ("mlx-lm", "transformers")
@@ -74,11 +72,10 @@ def model_section(results, name, title, floors):
         f"decode {ratio(e.get('decode_tokens_per_s'), m.get('decode_tokens_per_s'))}, "
         f"64 streams {ratio(batching['engine'].get(64), batching['mlx-lm'].get(64))}.",
     ]
-    for decoding, row in engine_rows.items():
+    if engine_single:
         lines.append(
-            f"Engine decode step, {decoding.replace('_', ' ')} (median): {row['median_build_ms']:.2f} ms in "
-            f"next_token_logits (building the graph), {row['median_eval_ms']:.2f} ms waiting for the token; "
-            f"{row['decode_tokens_per_s']:,.1f} tok/s."
+            f"Engine decode step (median): {engine_single['median_build_ms']:.2f} ms building the graph, "
+            f"{engine_single['median_eval_ms']:.2f} ms evaluating it and reading the token back."
         )
     model_floors = (floors or {}).get("models", {}).get(name)
     if model_floors:

@@ -8,10 +8,7 @@ mod unfinished;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
-use decode::{
-    generate, ContextPolicy, GenerationOptions, LanguageModel, Message, StopReason, Tokenizer,
-};
-use engine::read_ahead::ReadAhead;
+use decode::{generate, ContextPolicy, GenerationOptions, Message, StopReason, Tokenizer};
 use kv_cache::{CachedModel, KvCache};
 use quantized_matmul::{load_model, quantization_of, weight_bytes, Kernel, Quantization};
 use sampling::{Sampler, SamplingParams};
@@ -229,13 +226,9 @@ fn run(args: Args) -> Result<()> {
         print(echoed);
     }
     let mut timer = Timer::start();
-    // Greedy decoding keeps the next step queued on the device (engine::read_ahead); a sampler
-    // needs each token read back before the next step.
-    let greedy = args.temperature == 0.0 && args.repetition_penalty.is_none();
-    let (mut ahead, mut cached) = (ReadAhead::new(&model, false), CachedModel::new(&model));
-    let language_model: &mut dyn LanguageModel = if greedy { &mut ahead } else { &mut cached };
+    let mut cached = CachedModel::new(&model);
     let generation = generate(
-        language_model,
+        &mut cached,
         &tokenizer,
         prompt,
         &options,
@@ -259,12 +252,7 @@ fn run(args: Args) -> Result<()> {
     };
     let (time_to_first_token_ms, prefill_tokens_per_s, decode_tokens_per_s) =
         stats::speeds(&timings, prompt.len());
-    let cache = if greedy {
-        ahead.cache()?
-    } else {
-        cached.cache()
-    };
-    let (cache_allocated, cache_active) = cache_bytes(cache);
+    let (cache_allocated, cache_active) = cache_bytes(cached.cache());
     let weights = weight_bytes(&model);
     let quantization = quantization_of(&model);
     let stats = GenerationStats {

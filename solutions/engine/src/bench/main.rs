@@ -12,7 +12,6 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use continuous_batching::{Event, Request, Scheduler, SchedulerConfig};
 use decode::{greedy, LanguageModel, Model as UncachedModel};
-use engine::read_ahead::ReadAhead;
 use kv_cache::{CachedModel, Model as CachedWeights};
 use mlx_rs::{random, transforms::eval};
 use serde::Serialize;
@@ -339,20 +338,16 @@ fn batching_round(
     })
 }
 
-/// Single-stream figures of one way of decoding; times are medians over the decode steps.
+/// Single-stream figures; times are medians over the decode steps.
 #[derive(Serialize)]
 struct SingleStreamRow {
-    /// `step_by_step` (chapter 8's cached model: build, evaluate, read, repeat) or `read_ahead`
-    /// (the engine's greedy path: the next step is queued before the token is read).
-    decoding: &'static str,
     prompt_tokens: usize,
     new_tokens: usize,
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
-    /// Median time in `next_token_logits`: building the step's graph (and, reading ahead,
-    /// queueing the next one).
+    /// Median time to build one step's graph (lazy: nothing runs on the device yet).
     median_build_ms: f64,
-    /// Median time to take the argmax and read the token back: waiting for the device.
+    /// Median time to evaluate it, take the argmax and read the token back.
     median_eval_ms: f64,
 }
 
@@ -369,63 +364,47 @@ fn single_stream_bench(
     new_tokens: usize,
     json: Option<&Path>,
 ) -> Result<()> {
+    // As the engine loads it: the solutions on MLX's fused kernels.
     let weights =
         quantized_matmul::load_model(dir, quantized_matmul::Quantization::None, 32, KERNEL)
             .with_context(|| format!("cannot load the model in {}", dir.display()))?;
     let prompt = random_prompt(weights.config().vocab_size, prompt_tokens, 0)?;
-    println!("| decoding | prompt tokens | prefill tok/s | new tokens | decode tok/s | build / step | eval + read / step |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    let mut rows = Vec::new();
-    for decoding in ["step_by_step", "read_ahead"] {
-        let run = |steps| -> Result<StreamTimes> {
-            if decoding == "read_ahead" {
-                generate_timed(&mut ReadAhead::new(&weights, false), &prompt, steps)
-            } else {
-                generate_timed(&mut CachedModel::new(&weights), &prompt, steps)
-            }
-        };
-        // Untimed: on a GPU the first run compiles kernels and grows the allocator's pools.
-        eprintln!("{decoding}: warm-up {prompt_tokens} + {} tokens, then {prompt_tokens} + {new_tokens} timed", new_tokens.min(16));
-        run(new_tokens.min(16))?;
-        let times = run(new_tokens)?;
-        let decode_s: f64 = times.build_s.iter().chain(&times.eval_s).sum();
-        let row = SingleStreamRow {
-            decoding,
-            prompt_tokens,
-            new_tokens,
-            prefill_tokens_per_s: prompt_tokens as f64 / times.prefill_s,
-            decode_tokens_per_s: new_tokens as f64 / decode_s,
-            median_build_ms: median(times.build_s) * 1e3,
-            median_eval_ms: median(times.eval_s) * 1e3,
-        };
-        println!(
-            "| {} | {} | {:.0} | {} | {:.1} | {:.2} ms | {:.2} ms |",
-            row.decoding,
-            row.prompt_tokens,
-            row.prefill_tokens_per_s,
-            row.new_tokens,
-            row.decode_tokens_per_s,
-            row.median_build_ms,
-            row.median_eval_ms
-        );
-        rows.push(row);
-    }
+    // Untimed: on a GPU the first run compiles kernels and grows the allocator's pools.
+    eprintln!("warm-up: {prompt_tokens} + {} tokens", new_tokens.min(16));
+    generate_timed(&weights, &prompt, new_tokens.min(16))?;
+    eprintln!("timed: {prompt_tokens} + {new_tokens} tokens");
+    let times = generate_timed(&weights, &prompt, new_tokens)?;
+
+    let decode_s: f64 = times.build_s.iter().chain(&times.eval_s).sum();
+    let row = SingleStreamRow {
+        prompt_tokens,
+        new_tokens,
+        prefill_tokens_per_s: prompt_tokens as f64 / times.prefill_s,
+        decode_tokens_per_s: new_tokens as f64 / decode_s,
+        median_build_ms: median(times.build_s) * 1e3,
+        median_eval_ms: median(times.eval_s) * 1e3,
+    };
+    println!("| prompt tokens | prefill tok/s | new tokens | decode tok/s | build / step | eval + read / step |");
+    println!("|---:|---:|---:|---:|---:|---:|");
     println!(
-        "read-ahead / step-by-step decode: {:.2}x",
-        rows[1].decode_tokens_per_s / rows[0].decode_tokens_per_s
+        "| {} | {:.0} | {} | {:.1} | {:.2} ms | {:.2} ms |",
+        row.prompt_tokens,
+        row.prefill_tokens_per_s,
+        row.new_tokens,
+        row.decode_tokens_per_s,
+        row.median_build_ms,
+        row.median_eval_ms
     );
     if let Some(path) = json {
-        write_atomically(path, &serde_json::to_string_pretty(&rows)?)?;
+        let text = serde_json::to_string_pretty(&row)?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
 }
 
 /// Prefills `prompt`, then decodes `steps` greedy tokens, timing each part.
-fn generate_timed(
-    model: &mut dyn LanguageModel,
-    prompt: &[u32],
-    steps: usize,
-) -> Result<StreamTimes> {
+fn generate_timed(weights: &CachedWeights, prompt: &[u32], steps: usize) -> Result<StreamTimes> {
+    let mut model = CachedModel::new(weights);
     let mut sequence = prompt.to_vec();
     let started = Instant::now();
     let logits = model.next_token_logits(&sequence)?; // [V]
