@@ -101,6 +101,8 @@ fn pack(target: &Path, part_mib: u64, with_smollm2: bool) -> Result<()> {
     }
     fs::create_dir_all(&staging)?;
 
+    let worktree = cargo::workspace_root();
+    forget_other_checkout(&target, &worktree)?;
     eprintln!("[1/6] building the engine for CUDA");
     let mut build = cuda_cargo(&target);
     build.args([
@@ -129,7 +131,6 @@ fn pack(target: &Path, part_mib: u64, with_smollm2: bool) -> Result<()> {
         listing += &format!("{} {} {name}\n", test.package, test.manifest_dir.display());
     }
     fs::write(staging.join("tests.txt"), listing)?;
-    let worktree = cargo::workspace_root();
     copy_worktree(&worktree, &staging.join("worktree"))?;
     fs::write(
         staging.join("paths"),
@@ -162,6 +163,40 @@ fn pack(target: &Path, part_mib: u64, with_smollm2: bool) -> Result<()> {
         "payload: {parts} parts in {}; next: `cargo xtask gpu stage 1` (platform/cuda/NOTES.md)",
         payload_dir(&target).display()
     );
+    Ok(())
+}
+
+/// Cargo keeps a workspace crate built from another checkout of this repository when no file of
+/// it is newer, with that checkout's paths compiled in (`env!("CARGO_MANIFEST_DIR")`: where the
+/// tests find their fixtures), so the device would look for them there. When `target` was built
+/// from another checkout, the workspace's own crates are cleaned (the registry's stay built).
+fn forget_other_checkout(target: &Path, worktree: &Path) -> Result<()> {
+    let marker = payload_dir(target).join("built-from");
+    let current = worktree.display().to_string();
+    match fs::read_to_string(&marker) {
+        Ok(built_from) if built_from == current => return Ok(()),
+        Err(_) if !target.join("release").exists() => {}
+        _ => {
+            eprintln!(
+                "[0/6] {} was built from another checkout: rebuilding the workspace's crates",
+                target.display()
+            );
+            let metadata = cargo::command()
+                .args(["metadata", "--no-deps", "--format-version", "1"])
+                .output()
+                .context("cannot run cargo metadata")?;
+            let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout)
+                .context("cargo metadata printed no JSON")?;
+            let mut clean = cuda_cargo(target);
+            clean.args(["clean", "--release"]);
+            for package in metadata["packages"].as_array().into_iter().flatten() {
+                clean.args(["--package", package["name"].as_str().unwrap_or_default()]);
+            }
+            cargo::run(clean, "cleaning the workspace's crates")?;
+        }
+    }
+    fs::create_dir_all(payload_dir(target))?;
+    fs::write(&marker, current)?;
     Ok(())
 }
 
