@@ -246,9 +246,11 @@ impl<'m> Scheduler<'m> {
             .map(|d| d.tokens[d.tokens.len() - 1])
             .collect();
         let input = Array::from_slice(&last, &[last.len() as i32, 1]); // [B, 1]
-        let logits = self.model.forward(&input, &mut self.batch)?.index((.., 0)); // [B, V]
-                                                                                  // A greedy row without a penalty takes the argmax: one op and one wait for all of them,
-                                                                                  // where sampling row by row would wait for the device once per row.
+        let logits = self.model.forward(&input, &mut self.batch)?; // [B, 1, V]
+        let logits = logits.index((.., 0)); // [B, V]
+
+        // A greedy row without a penalty takes the argmax: one op and one wait for all of them,
+        // where sampling row by row would wait for the device once per row.
         let argmax = if self.decoding.iter().any(Decoding::is_plain_greedy) {
             ops::indexing::argmax_axis(&logits, -1, None)?
                 .try_as_slice::<u32>()
