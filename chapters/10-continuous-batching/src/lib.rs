@@ -18,8 +18,8 @@ mod scheduler;
 pub use {
     batch_cache::*,
     kv_cache::{
-        generate, greedy, CachedModel, GenerationOptions, KvCache, LayerCache, Model, Tokenizer,
-        STEP,
+        generate, greedy, CachedModel, DenseLoader, GenerationOptions, Kernels, KvCache,
+        LayerCache, Model, ModelConfig, Tokenizer, STEP,
     },
     rope::Offset,
     sampling::{Sampler, SamplingParams},

@@ -6,7 +6,8 @@ pub use batch_cache::*;
 pub use scheduler::*;
 // What the tests use alongside the scheduler, from the chapters it builds on.
 pub use kv_cache_solution::{
-    generate, greedy, CachedModel, GenerationOptions, KvCache, LayerCache, Model, Tokenizer, STEP,
+    generate, greedy, CachedModel, DenseLoader, GenerationOptions, Kernels, KvCache, LayerCache,
+    Model, ModelConfig, Tokenizer, STEP,
 };
 pub use rope_solution::Offset;
 pub use sampling_solution::{Sampler, SamplingParams};
