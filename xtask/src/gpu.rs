@@ -284,12 +284,12 @@ fn strip_into(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The worktree's files as git sees them (tracked, and untracked but not ignored): the device
-/// needs the test fixtures and scripts at the paths compiled into the tests.
-fn copy_worktree(worktree: &Path, to: &Path) -> Result<()> {
+/// What git sees of `checkout` (tracked files, and untracked ones it does not ignore): what the
+/// device tool sends. Relative paths of files that exist (a deletion not yet staged is skipped).
+fn checkout_files(checkout: &Path) -> Result<Vec<PathBuf>> {
     let output = Command::new("git")
         .arg("-C")
-        .arg(worktree)
+        .arg(checkout)
         .args([
             "ls-files",
             "-z",
@@ -300,15 +300,23 @@ fn copy_worktree(worktree: &Path, to: &Path) -> Result<()> {
         .output()
         .context("could not run git ls-files")?;
     if !output.status.success() {
-        bail!("git ls-files failed in {}", worktree.display());
+        bail!("git ls-files failed in {}", checkout.display());
     }
+    let mut files = Vec::new();
     for relative in output.stdout.split(|&byte| byte == 0) {
-        let relative = Path::new(std::str::from_utf8(relative)?);
-        let source = worktree.join(relative);
-        if relative.as_os_str().is_empty() || !source.is_file() {
-            continue; // deleted but not yet staged
+        let relative = PathBuf::from(std::str::from_utf8(relative)?);
+        if !relative.as_os_str().is_empty() && checkout.join(&relative).is_file() {
+            files.push(relative);
         }
-        let destination = to.join(relative);
+    }
+    Ok(files)
+}
+
+/// The worktree's files as git sees them: the device needs the test fixtures and scripts at the
+/// paths compiled into the tests.
+fn copy_worktree(worktree: &Path, to: &Path) -> Result<()> {
+    for relative in checkout_files(worktree)? {
+        let (source, destination) = (worktree.join(&relative), to.join(&relative));
         fs::create_dir_all(destination.parent().expect("a file has a parent"))?;
         fs::copy(&source, &destination)
             .with_context(|| format!("cannot copy {}", source.display()))?;
@@ -535,26 +543,10 @@ fn exclude_gpu_folder(checkout: &Path) -> Result<()> {
 /// The bytes of what the device tool sends of `checkout`: tracked and untracked-but-not-ignored
 /// files, and a `shared/` folder.
 fn tree_bytes(checkout: &Path) -> Result<u64> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(checkout)
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .output()
-        .context("could not run git ls-files")?;
-    let files: u64 = output
-        .stdout
-        .split(|&byte| byte == 0)
-        .filter_map(|relative| std::str::from_utf8(relative).ok())
-        .filter_map(|relative| fs::metadata(checkout.join(relative)).ok())
-        .filter(|metadata| metadata.is_file())
-        .map(|metadata| metadata.len())
-        .sum();
+    let mut files = 0;
+    for relative in checkout_files(checkout)? {
+        files += fs::metadata(checkout.join(relative))?.len();
+    }
     Ok(files + dir_bytes(&checkout.join("shared")).unwrap_or(0))
 }
 

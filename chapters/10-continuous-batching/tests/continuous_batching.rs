@@ -411,6 +411,12 @@ fn task_2_bad_updates_are_an_error() {
     tracked.check_lengths();
 }
 
+/// One empty batched cache per layer of `model`.
+fn empty_batch(model: &Model) -> Vec<BatchKvCache> {
+    let layers = model.config().num_hidden_layers as usize;
+    (0..layers).map(|_| BatchKvCache::new()).collect()
+}
+
 /// A prompt run alone through chapter 8's model, in a fresh cache per layer.
 fn prefilled(model: &Model, tokens: &[u32]) -> Vec<KvCache> {
     let mut cache = model.new_cache();
@@ -476,8 +482,7 @@ fn task_2_a_batch_at_different_positions_matches_transformers(
         ids(&reference["seq2.tokens"]),
     );
     let (logits1, logits2) = (&reference["seq1.logits"], &reference["seq2.logits"]);
-    let layers = model.config().num_hidden_layers as usize;
-    let mut batch: Vec<BatchKvCache> = (0..layers).map(|_| BatchKvCache::new()).collect();
+    let mut batch = empty_batch(&model);
     let check = |got: Array, expected: Array, what: String| {
         assert_allclose(
             &got,
@@ -570,8 +575,7 @@ fn task_2_a_bfloat16_batch_gives_each_row_what_it_gets_alone(
         ids(&reference["seq1.tokens"]),
         ids(&reference["seq2.tokens"]),
     );
-    let layers = model.config().num_hidden_layers as usize;
-    let mut batch: Vec<BatchKvCache> = (0..layers).map(|_| BatchKvCache::new()).collect();
+    let mut batch = empty_batch(&model);
     join(&mut batch, &prefilled(&model, &seq1[..3]));
     join(&mut batch, &prefilled(&model, &seq2[..10]));
     for step in 0..3 {
