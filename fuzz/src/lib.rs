@@ -24,7 +24,7 @@ pub mod gguf;
 mod config;
 
 #[allow(dead_code)]
-#[path = "../../solutions/load/src/safetensors_check.rs"]
+#[path = "../../chapters/05-load/src/safetensors_check.rs"]
 mod safetensors_check;
 
 /// Parses `bytes` as a whole GGUF file.

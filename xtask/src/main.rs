@@ -11,6 +11,7 @@ mod doctor;
 mod fuzz;
 mod gpu;
 mod load_test;
+mod manifest_check;
 mod models;
 mod run;
 mod test;
