@@ -80,14 +80,42 @@ pub fn run(args: TestArgs) -> Result<()> {
         .iter()
         .find(|row| row.details.starts_with("not implemented yet"))
     {
-        let chapter = chapters::find(first.chapter)?;
-        println!(
-            "\nStart here: task {} of chapter {} ({}); the book page is {}.",
-            first.task,
-            chapter.number,
-            first.details.trim_start_matches("not implemented yet: "),
-            chapter.book_page()
-        );
+        let location = first.details.trim_start_matches("not implemented yet: ");
+        // A borrowed solution runs on your own earlier chapters: the stub it reached may be there.
+        let unfinished = chapters::all()
+            .iter()
+            .find(|chapter| location.starts_with(&format!("{}/", chapter.folder())));
+        match unfinished {
+            Some(earlier) if earlier.name != first.chapter => {
+                let chapter = chapters::find(first.chapter)?;
+                let borrow = if chapter
+                    .direct_dependencies()
+                    .iter()
+                    .any(|dependency| dependency.name == earlier.name)
+                {
+                    format!(", or borrow it with --use-solution-for {}", earlier.name)
+                } else {
+                    String::new()
+                };
+                println!(
+                    "\nStart here: chapter {} ({}), which chapter {} runs, is not finished \
+                     ({location}); its book page is {}{borrow}.",
+                    earlier.number,
+                    earlier.name,
+                    chapter.number,
+                    earlier.book_page()
+                );
+            }
+            _ => {
+                let chapter = chapters::find(first.chapter)?;
+                println!(
+                    "\nStart here: task {} of chapter {} ({location}); the book page is {}.",
+                    first.task,
+                    chapter.number,
+                    chapter.book_page()
+                );
+            }
+        }
     }
     let failing = rows.iter().filter(|row| !row.passed).count();
     if failing > 0 {

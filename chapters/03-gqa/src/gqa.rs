@@ -1,5 +1,6 @@
 //! Causal masks and grouped-query attention: several query heads share one key/value head.
 
+use crate::Mask;
 use mlx_rs::{error::Result, Array, Dtype};
 
 /// The additive causal mask of `queries` new tokens over `keys` tokens, the new ones last.
@@ -12,19 +13,6 @@ use mlx_rs::{error::Result, Array, Dtype};
 /// Book: week 1, chapter 3 (grouped-query attention), task 1.
 pub fn causal_mask(queries: i32, keys: i32, dtype: Dtype) -> Result<Array> {
     todo!("chapter 3, task 1: 0 where key position <= query position, -inf elsewhere")
-}
-
-/// What a query may not look at.
-///
-/// Book: week 1, chapter 3 (grouped-query attention), task 2.
-#[derive(Clone, Copy, Debug)]
-pub enum Mask<'a> {
-    /// Every query sees every key.
-    None,
-    /// Query `i` sees the keys up to its own position ([`causal_mask`]).
-    Causal,
-    /// An additive mask broadcastable to `[B, H_q, L, S]` (`0` keeps, `-inf` hides).
-    Array(&'a Array),
 }
 
 /// Attention where `H_q / H_kv` query heads share each key/value head, without copying K and V.

@@ -10,9 +10,7 @@ use crate::{DecodeError, Tokenizer};
 /// Book: week 1, chapter 6 (decoding), task 3.
 #[derive(Debug, Default)]
 pub struct StreamingDetokenizer {
-    tokens: Vec<u32>,
-    /// Bytes of the decoded text already handed out.
-    emitted: usize,
+    // Keep the tokens so far and how many bytes of their text you have handed out.
 }
 
 impl StreamingDetokenizer {

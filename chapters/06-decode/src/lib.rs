@@ -1,5 +1,6 @@
 //! Week 1, chapter 6: from tokens to text. Your code goes in `src/tokenizer.rs`,
-//! `src/detokenizer.rs` and `src/generate.rs`; `src/error.rs` and `src/context.rs` are given. The tests are in
+//! `src/detokenizer.rs` and `src/generate.rs`; `src/error.rs`, `src/message.rs`,
+//! `src/special_token.rs`, `src/generation.rs` and `src/context.rs` are given. The tests are in
 //! `tests/decode.rs`. Book: book/src/week1-06-decode.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
@@ -26,6 +27,9 @@ mod error;
     allow(unused_variables, unused_imports, dead_code)
 )]
 mod generate;
+mod generation;
+mod message;
+mod special_token;
 #[cfg_attr(
     feature = "solution",
     path = "../../../solutions/decode/src/tokenizer.rs"
@@ -40,6 +44,8 @@ pub use {
     detokenizer::*,
     error::*,
     generate::*,
+    generation::*,
     load::{LoadError, Model, ModelConfig},
+    message::*,
     tokenizer::*,
 };

@@ -1,44 +1,15 @@
 //! Text <-> token ids with the model's own tokenizer, and its chat template.
 
-use crate::DecodeError;
+use crate::{special_token::special_token, DecodeError, Message};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-/// One turn of a conversation: `role` is `system`, `user` or `assistant`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub role: String,
-    pub content: String,
-}
-
-impl Message {
-    pub fn new(role: &str, content: &str) -> Self {
-        Self {
-            role: role.to_string(),
-            content: content.to_string(),
-        }
-    }
-}
 
 /// A model's tokenizer (`tokenizer.json`) with its chat template (`tokenizer_config.json`).
 ///
 /// Book: week 1, chapter 6 (decoding), tasks 1 and 2.
 pub struct Tokenizer {
-    inner: tokenizers::Tokenizer,
-    config_path: PathBuf,
-    chat_template: Option<String>,
-    bos_token: Option<String>,
-    eos_token: Option<String>,
-}
-
-/// A special token in tokenizer_config.json is either a string or `{"content": "...", ...}`.
-/// Given: use it for `bos_token` and `eos_token` in `load`.
-fn token_text(config: &Value, key: &str) -> Option<String> {
-    match config.get(key)? {
-        Value::String(text) => Some(text.clone()),
-        Value::Object(token) => token.get("content")?.as_str().map(str::to_string),
-        _ => None,
-    }
+    // Keep the `tokenizers::Tokenizer`, the path of tokenizer_config.json (for errors), and the
+    // config's `chat_template`, `bos_token` and `eos_token` (see `special_token`).
 }
 
 impl Tokenizer {

@@ -1,5 +1,5 @@
-//! Week 1, chapter 7: sampling. Your code goes in `src/sampling.rs`; the tests are in
-//! `tests/sampling.rs`. Book: book/src/week1-07-sampling.md.
+//! Week 1, chapter 7: sampling. Your code goes in `src/sampling.rs`; `src/sampling_params.rs` is
+//! given. The tests are in `tests/sampling.rs`. Book: book/src/week1-07-sampling.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/sampling/src/` (same name, same public API); the given files stay as they are.
@@ -11,4 +11,6 @@
 )]
 #[cfg_attr(not(feature = "solution"), allow(unused_variables))]
 mod sampling;
+mod sampling_params;
 pub use sampling::*;
+pub use sampling_params::*;

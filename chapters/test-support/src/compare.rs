@@ -72,13 +72,12 @@ pub fn assert_allclose(got: &Array, expected: &Array, tolerance: Tolerance, what
     );
     let got_values = to_f32_values(got, what);
     let expected_values = to_f32_values(expected, what);
+    // numpy's allclose: the bound grows with |expected| on top of atol (approx's relative_eq
+    // takes the larger of the two instead, which is not what the tolerances were chosen for).
     let outside = |g: f32, e: f32| {
-        !approx::relative_eq!(
-            f64::from(g),
-            f64::from(e),
-            epsilon = tolerance.atol,
-            max_relative = tolerance.rtol
-        ) || g.is_nan() != e.is_nan()
+        let (g, e) = (f64::from(g), f64::from(e));
+        let bound = tolerance.atol + tolerance.rtol * e.abs();
+        !(g == e || approx::abs_diff_eq!(g, e, epsilon = bound))
     };
     let failures = got_values
         .iter()
@@ -142,6 +141,22 @@ mod tests {
         let matrix = Array::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
         let transposed = Array::from_slice(&[1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0], &[3, 2]);
         assert_allclose(&matrix.t(), &transposed, Tolerance::F32, "transpose");
+    }
+
+    #[test]
+    fn the_bound_is_atol_plus_rtol_times_expected() {
+        let tolerance = Tolerance {
+            rtol: 1e-3,
+            atol: 1e-3,
+        };
+        let expected = Array::from_slice(&[1.0f32], &[1]);
+        // 1.5e-3 is beyond atol and beyond rtol * |expected|, within their sum.
+        let inside = Array::from_slice(&[1.0015f32], &[1]);
+        assert_allclose(&inside, &expected, tolerance, "inside");
+        let outside = Array::from_slice(&[1.0025f32], &[1]);
+        let result =
+            std::panic::catch_unwind(|| assert_allclose(&outside, &expected, tolerance, "outside"));
+        assert!(result.is_err(), "2.5e-3 away must be outside atol + rtol");
     }
 
     #[test]

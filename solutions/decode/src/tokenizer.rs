@@ -1,24 +1,8 @@
 //! Text <-> token ids with the model's own tokenizer, and its chat template.
 
-use crate::DecodeError;
+use crate::{special_token::special_token, DecodeError, Message};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-
-/// One turn of a conversation: `role` is `system`, `user` or `assistant`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub role: String,
-    pub content: String,
-}
-
-impl Message {
-    pub fn new(role: &str, content: &str) -> Self {
-        Self {
-            role: role.to_string(),
-            content: content.to_string(),
-        }
-    }
-}
 
 /// A model's tokenizer (`tokenizer.json`) with its chat template (`tokenizer_config.json`).
 ///
@@ -29,15 +13,6 @@ pub struct Tokenizer {
     chat_template: Option<String>,
     bos_token: Option<String>,
     eos_token: Option<String>,
-}
-
-/// A special token in tokenizer_config.json is either a string or `{"content": "...", ...}`.
-fn token_text(config: &Value, key: &str) -> Option<String> {
-    match config.get(key)? {
-        Value::String(text) => Some(text.clone()),
-        Value::Object(token) => token.get("content")?.as_str().map(str::to_string),
-        _ => None,
-    }
 }
 
 impl Tokenizer {
@@ -74,8 +49,8 @@ impl Tokenizer {
                 .get("chat_template")
                 .and_then(Value::as_str)
                 .map(str::to_string),
-            bos_token: token_text(&config, "bos_token"),
-            eos_token: token_text(&config, "eos_token"),
+            bos_token: special_token(&config, "bos_token"),
+            eos_token: special_token(&config, "eos_token"),
             config_path,
         })
     }

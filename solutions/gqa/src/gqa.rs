@@ -1,5 +1,6 @@
 //! Causal masks and grouped-query attention: several query heads share one key/value head.
 
+use crate::Mask;
 use attention::softmax;
 use mlx_rs::{
     error::{Exception, Result},
@@ -26,19 +27,6 @@ pub fn causal_mask(queries: i32, keys: i32, dtype: Dtype) -> Result<Array> {
     let zeros = Array::zeros::<f32>(&[queries, keys])?;
     let hidden = Array::full::<f32>(&[queries, keys], Array::from_f32(f32::NEG_INFINITY))?;
     ops::select(&visible, &zeros, &hidden)?.as_dtype(dtype) // [L, S]
-}
-
-/// What a query may not look at.
-///
-/// Book: week 1, chapter 3 (grouped-query attention), task 2.
-#[derive(Clone, Copy, Debug)]
-pub enum Mask<'a> {
-    /// Every query sees every key.
-    None,
-    /// Query `i` sees the keys up to its own position ([`causal_mask`]).
-    Causal,
-    /// An additive mask broadcastable to `[B, H_q, L, S]` (`0` keeps, `-inf` hides).
-    Array(&'a Array),
 }
 
 /// Attention where `H_q / H_kv` query heads share each key/value head, without copying K and V.

@@ -149,6 +149,9 @@ impl Model {
         })
     }
 
+    /// The config the model was built from.
+    ///
+    /// Book: week 1, chapter 5 (loading a model), task 3.
     pub fn config(&self) -> &ModelConfig {
         &self.config
     }
