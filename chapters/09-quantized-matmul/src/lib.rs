@@ -6,7 +6,8 @@
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/quantized-matmul/src/` (same name, same public API); the given files stay as they are.
 
-// The stubs ignore their arguments until you fill them in; each file already imports what you need.
+// The files you write. The stubs ignore their arguments until you fill them in; each file
+// already imports what you need.
 #[cfg_attr(
     feature = "solution",
     path = "../../../solutions/quantized-matmul/src/loader.rs"
@@ -34,12 +35,25 @@ mod quantize;
     allow(unused_variables, unused_imports, dead_code)
 )]
 mod quantized_linear;
+
+// Given. What only your code reads (a field, a helper) is unused until you write that code.
+#[cfg_attr(not(feature = "solution"), allow(dead_code))]
+mod packed_layout;
+#[cfg_attr(not(feature = "solution"), allow(dead_code))]
+mod quantization;
+mod quantized_kernel;
+mod quantized_model;
+#[cfg_attr(not(feature = "solution"), allow(dead_code))]
+mod quantized_weights;
+
 // What the tests use alongside the quantized model, from the chapters it builds on.
 pub use {
     kv_cache::{
         generate, greedy, CachedModel, GenerationOptions, Linear, LoadError, Model, Tokenizer,
     },
-    loader::*,
+    quantization::*,
     quantize::*,
-    quantized_linear::*,
+    quantized_kernel::*,
+    quantized_model::*,
+    quantized_weights::*,
 };
