@@ -2,7 +2,10 @@
 //! config and its RoPE. Given: your `CachedAttention::forward` is in `src/attention.rs`.
 
 use crate::Linear;
-use mlx_rs::Array;
+use mlx_rs::{
+    error::{Exception, Result},
+    Array,
+};
 use rmsnorm_mlp::AttentionConfig;
 use rope::RoPE;
 
@@ -47,4 +50,15 @@ impl CachedAttention {
     pub fn layers(&self) -> &AttentionLayers {
         &self.layers
     }
+}
+
+/// `(B, L)` of an attention layer's input `x` `[B, L, E]`; fails on any other shape.
+pub(crate) fn batch_and_length(x: &Array) -> Result<(i32, i32)> {
+    let &[batch, length, _] = x.shape() else {
+        return Err(Exception::custom(format!(
+            "attention expects x of shape [B, L, E], got {:?}",
+            x.shape()
+        )));
+    };
+    Ok((batch, length))
 }

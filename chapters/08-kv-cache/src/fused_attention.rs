@@ -1,11 +1,8 @@
 //! The cached attention layer on MLX's fused kernels: the engine's fast path, the same math as
 //! your `CachedAttention::forward` in `src/attention.rs`. Given.
 
-use crate::{CachedAttention, LayerCache, Linear};
-use mlx_rs::{
-    error::{Exception, Result},
-    fast, Array,
-};
+use crate::{attention_layers::batch_and_length, CachedAttention, LayerCache, Linear};
+use mlx_rs::{error::Result, fast, Array};
 use rmsnorm_mlp::AttentionConfig;
 use rope::Offset;
 
@@ -13,12 +10,7 @@ impl CachedAttention {
     /// [`CachedAttention::forward`] with MLX's fused RoPE and attention kernels
     /// ([`crate::Kernels::Fused`]): the same math, in a few ops instead of dozens.
     pub fn forward_fused(&self, x: &Array, cache: &mut dyn LayerCache) -> Result<Array> {
-        let &[batch, length, _] = x.shape() else {
-            return Err(Exception::custom(format!(
-                "attention expects x of shape [B, L, E], got {:?}",
-                x.shape()
-            )));
-        };
+        let (batch, length) = batch_and_length(x)?;
         let AttentionConfig {
             num_heads,
             num_kv_heads,
