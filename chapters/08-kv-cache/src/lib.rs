@@ -1,8 +1,11 @@
-//! Week 2, chapter 8: the KV cache. Your code goes in `src/cache.rs` (the cache),
-//! `src/attention.rs` (attention that reads and fills it), `src/model.rs` (the model's forward
-//! pass over new tokens) and `src/generate.rs` (generation with one prefill); `src/linear.rs`,
-//! `src/layer_cache.rs`, `src/kernels.rs` and the rest of each file are given. The tests are in
-//! `tests/kv_cache.rs`. Book: book/src/week2-08-kv-cache.md.
+//! Week 2, chapter 8: the KV cache. Your code goes in `src/cache.rs` (filling and rewinding the
+//! cache), `src/attention.rs` (attention that reads and fills it), `src/model.rs` (the model's
+//! forward pass over new tokens) and `src/generate.rs` (generation with one prefill). Given: the
+//! types your code works on, `src/cache_storage.rs` (`KvCache`), `src/attention_layers.rs`
+//! (`CachedAttention`), `src/model_weights.rs` (`Model` and its loading), `src/block.rs` (a
+//! decoder layer) and `src/cached_model.rs` (`CachedModel`); and `src/fused_attention.rs`,
+//! `src/kernels.rs`, `src/linear.rs`, `src/linear_loader.rs`, `src/tensors.rs` and
+//! `src/layer_cache.rs`. The tests are in `tests/kv_cache.rs`. Book: book/src/week2-08-kv-cache.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/kv-cache/src/` (same name, same public API); the given files stay as they are.

@@ -1,6 +1,9 @@
 //! Week 2, chapter 9: quantized matmul. Your code goes in `src/quantize.rs` (dequantizing and
 //! multiplying with array ops), `src/quantized_linear.rs` (the quantized linear layer) and
-//! `src/loader.rs` (making each layer as a model loads); the rest of each file is given. The
+//! `src/loader.rs` (making each layer as a model loads). Given: `src/packed_layout.rs` (checking
+//! a packed weight), `src/quantized_kernel.rs` (`Kernel`), `src/quantized_weights.rs` (what a
+//! `QuantizedLinear` holds, and making one), `src/quantization.rs` (`Quantization` and the
+//! `QuantizedLoader`'s settings) and `src/quantized_model.rs` (`load_model`, `weight_bytes`). The
 //! tests are in `tests/quantized_matmul.rs`. Book: book/src/week2-09-quantized-matmul.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
