@@ -1,35 +1,10 @@
-//! Generation with the cache: the prompt runs once (prefill), then one token per step.
+//! Generation with the cache: the prompt runs once (prefill), then one token per step. The
+//! [`CachedModel`] it drives is in `src/cached_model.rs`.
 
-use crate::{KvCache, Model};
+use crate::CachedModel;
 use decode::{DecodeError, LanguageModel};
 use load::ModelConfig;
 use mlx_rs::{ops::indexing::IndexOp, Array};
-
-/// A [`Model`] with its cache: what chapter 6's `generate` drives in week 2.
-///
-/// Book: week 2, chapter 8 (the KV cache), task 5.
-pub struct CachedModel<'a> {
-    model: &'a Model,
-    cache: Vec<KvCache>,
-    /// The tokens whose keys and values the cache holds.
-    seen: Vec<u32>,
-}
-
-impl<'a> CachedModel<'a> {
-    /// Given.
-    pub fn new(model: &'a Model) -> Self {
-        CachedModel {
-            model,
-            cache: model.new_cache(),
-            seen: Vec::new(),
-        }
-    }
-
-    /// The cache, one [`KvCache`] per layer.
-    pub fn cache(&self) -> &[KvCache] {
-        &self.cache
-    }
-}
 
 impl LanguageModel for CachedModel<'_> {
     fn config(&self) -> &ModelConfig {

@@ -1,13 +1,17 @@
-//! Week 2, chapter 8: the KV cache. Your code goes in `src/cache.rs` (the cache),
-//! `src/attention.rs` (attention that reads and fills it), `src/model.rs` (the model's forward
-//! pass over new tokens) and `src/generate.rs` (generation with one prefill); `src/linear.rs`,
-//! `src/layer_cache.rs`, `src/kernels.rs` and the rest of each file are given. The tests are in
-//! `tests/kv_cache.rs`. Book: book/src/week2-08-kv-cache.md.
+//! Week 2, chapter 8: the KV cache. Your code goes in `src/cache.rs` (filling and rewinding the
+//! cache), `src/attention.rs` (attention that reads and fills it), `src/model.rs` (the model's
+//! forward pass over new tokens) and `src/generate.rs` (generation with one prefill). Given: the
+//! types your code works on, `src/cache_storage.rs` (`KvCache`), `src/attention_layers.rs`
+//! (`CachedAttention`), `src/model_weights.rs` (`Model` and its loading), `src/block.rs` (a
+//! decoder layer) and `src/cached_model.rs` (`CachedModel`); and `src/fused_attention.rs`,
+//! `src/kernels.rs`, `src/linear.rs`, `src/linear_loader.rs`, `src/tensors.rs` and
+//! `src/layer_cache.rs`. The tests are in `tests/kv_cache.rs`. Book: book/src/week2-08-kv-cache.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/kv-cache/src/` (same name, same public API); the given files stay as they are.
 
-// The stubs ignore their arguments until you fill them in; each file already imports what you need.
+// The files you write. The stubs ignore their arguments until you fill them in; each file
+// already imports what you need.
 #[cfg_attr(
     feature = "solution",
     path = "../../../solutions/kv-cache/src/attention.rs"
@@ -35,9 +39,6 @@ mod cache;
     allow(unused_variables, unused_imports, dead_code)
 )]
 mod generate;
-mod kernels;
-mod layer_cache;
-mod linear;
 #[cfg_attr(
     feature = "solution",
     path = "../../../solutions/kv-cache/src/model.rs"
@@ -47,16 +48,35 @@ mod linear;
     allow(unused_variables, unused_imports, dead_code)
 )]
 mod model;
+
+// Given. What only your code reads (a field, a method) is unused until you write that code.
+#[cfg_attr(not(feature = "solution"), allow(dead_code))]
+mod attention_layers;
+#[cfg_attr(not(feature = "solution"), allow(dead_code))]
+mod block;
+mod cache_storage;
+#[cfg_attr(not(feature = "solution"), allow(dead_code))]
+mod cached_model;
+mod fused_attention;
+mod kernels;
+mod layer_cache;
+mod linear;
+mod linear_loader;
+mod model_weights;
+mod tensors;
+
 // What the tests and later chapters use alongside the cached model, from the chapters it builds on.
 pub use {
-    attention::*,
-    cache::*,
+    attention_layers::*,
+    cache_storage::*,
+    cached_model::*,
     decode::{generate, greedy, DecodeError, GenerationOptions, LanguageModel, Tokenizer},
-    generate::*,
     kernels::*,
     layer_cache::*,
     linear::*,
+    linear_loader::*,
     load::{LoadError, ModelConfig},
-    model::*,
+    model_weights::*,
     rmsnorm_mlp::AttentionConfig,
+    tensors::*,
 };

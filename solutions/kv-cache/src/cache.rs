@@ -1,58 +1,16 @@
-//! The key/value cache of one attention layer: the keys and values of every token seen so far,
-//! so that each new token attends over them without recomputing them.
+//! Filling and rewinding the key/value cache of one attention layer (its storage, [`KvCache`], is
+//! in `src/cache_storage.rs`): the keys and values of every token seen so far, so that each new
+//! token attends over them without recomputing them.
 
-use crate::LayerCache;
+use crate::{KvCache, STEP};
 use mlx_rs::{
     error::{Exception, Result},
     ops,
     ops::indexing::{IndexOp, TryIndexMutOp},
     Array,
 };
-use rope::Offset;
-
-/// The cache grows by this many positions at a time: one allocation per `STEP` tokens, not a
-/// concatenation (a full copy) per token.
-pub const STEP: i32 = 256;
-
-/// The keys and values of one attention layer, for positions `0..offset`.
-///
-/// Book: week 2, chapter 8 (the KV cache), tasks 1 and 2.
-#[derive(Default)]
-pub struct KvCache {
-    /// `[B, H_kv, capacity, D]`, filled up to `offset`; `None` before the first update.
-    keys: Option<Array>,
-    values: Option<Array>,
-    offset: i32,
-}
 
 impl KvCache {
-    pub fn new() -> Self {
-        KvCache::default()
-    }
-
-    /// How many positions the cache holds: the position of the next token.
-    pub fn offset(&self) -> i32 {
-        self.offset
-    }
-
-    /// How many positions fit before the storage must grow.
-    pub fn capacity(&self) -> i32 {
-        self.keys.as_ref().map_or(0, |keys| keys.shape()[2])
-    }
-
-    /// The keys and values of positions `0..offset`, each `[B, H_kv, offset, D]`; `None` when
-    /// empty. Chapter 10 moves a prefilled sequence into a batch with it.
-    ///
-    /// Given.
-    pub fn contents(&self) -> Option<(Array, Array)> {
-        let (keys, values) = (self.keys.as_ref()?, self.values.as_ref()?);
-        let end = self.offset;
-        Some((
-            keys.index((.., .., ..end, ..)),
-            values.index((.., .., ..end, ..)),
-        ))
-    }
-
     /// Appends the new tokens' keys and values and returns those of every position so far.
     ///
     /// - `keys`, `values`: `[B, H_kv, L, D]`, the new tokens (after RoPE).
@@ -138,20 +96,5 @@ impl KvCache {
             .flatten()
             .map(Array::nbytes)
             .sum()
-    }
-}
-
-/// Given: one sequence (or a batch of them all at the same position).
-impl LayerCache for KvCache {
-    fn positions(&self) -> Offset<'_> {
-        Offset::Start(self.offset)
-    }
-
-    fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
-        KvCache::update_and_fetch(self, keys, values)
-    }
-
-    fn mask(&self, _queries: i32) -> Result<Option<Array>> {
-        Ok(None)
     }
 }

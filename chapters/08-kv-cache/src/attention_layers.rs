@@ -1,0 +1,64 @@
+//! What an attention layer of the week-2 model holds: its projections (and Qwen3's norms), its
+//! config and its RoPE. Given: your `CachedAttention::forward` is in `src/attention.rs`.
+
+use crate::Linear;
+use mlx_rs::{
+    error::{Exception, Result},
+    Array,
+};
+use rmsnorm_mlp::AttentionConfig;
+use rope::RoPE;
+
+/// The projections of an attention layer (HF names `self_attn.{q,k,v,o}_proj`; a projection's bias,
+/// Qwen2's, is part of its [`Linear`]), and Qwen3's per-head norms.
+///
+/// Given.
+pub struct AttentionLayers {
+    /// `[H_q * D, E]`.
+    pub q_proj: Box<dyn Linear>,
+    /// `[H_kv * D, E]`.
+    pub k_proj: Box<dyn Linear>,
+    /// `[H_kv * D, E]`.
+    pub v_proj: Box<dyn Linear>,
+    /// `[E, H_q * D]`.
+    pub o_proj: Box<dyn Linear>,
+    /// Qwen3 only: `[D]` (`self_attn.q_norm.weight`).
+    pub q_norm: Option<Array>,
+    /// Qwen3 only: `[D]` (`self_attn.k_norm.weight`).
+    pub k_norm: Option<Array>,
+}
+
+/// Self-attention over the cached positions and the new ones.
+///
+/// Given; its forward pass is yours (book: week 2, chapter 8 (the KV cache), task 3).
+pub struct CachedAttention {
+    pub(crate) config: AttentionConfig,
+    pub(crate) layers: AttentionLayers,
+    pub(crate) rope: RoPE,
+}
+
+impl CachedAttention {
+    pub fn new(config: AttentionConfig, layers: AttentionLayers) -> Self {
+        let rope = RoPE::new(config.head_dim, config.rope_theta, false);
+        CachedAttention {
+            config,
+            layers,
+            rope,
+        }
+    }
+
+    pub fn layers(&self) -> &AttentionLayers {
+        &self.layers
+    }
+}
+
+/// `(B, L)` of an attention layer's input `x` `[B, L, E]`; fails on any other shape.
+pub(crate) fn batch_and_length(x: &Array) -> Result<(i32, i32)> {
+    let &[batch, length, _] = x.shape() else {
+        return Err(Exception::custom(format!(
+            "attention expects x of shape [B, L, E], got {:?}",
+            x.shape()
+        )));
+    };
+    Ok((batch, length))
+}

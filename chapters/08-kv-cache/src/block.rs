@@ -1,0 +1,49 @@
+//! One decoder layer of the week-2 model: chapter 4's block over [`Linear`] layers, with a cache
+//! for its attention and a choice of [`Kernels`]. Given: your `Model::forward` runs one per layer.
+
+use crate::{CachedAttention, Kernels, LayerCache, Linear, Norm};
+use mlx_rs::Array;
+use rmsnorm_mlp::silu;
+
+/// The SwiGLU MLP of chapter 4 over [`Linear`] layers.
+pub(crate) struct Mlp {
+    pub(crate) gate_proj: Box<dyn Linear>,
+    pub(crate) up_proj: Box<dyn Linear>,
+    pub(crate) down_proj: Box<dyn Linear>,
+}
+
+impl Mlp {
+    fn forward(&self, x: &Array) -> mlx_rs::error::Result<Array> {
+        let gate = silu(&self.gate_proj.forward(x)?)?; // [B, L, I]
+        self.down_proj
+            .forward(&gate.multiply(self.up_proj.forward(x)?)?) // [B, L, E]
+    }
+}
+
+/// One decoder layer, as in chapter 4, with a cache for its attention.
+pub(crate) struct Block {
+    pub(crate) input_layernorm: Norm,
+    pub(crate) attention: CachedAttention,
+    pub(crate) post_attention_layernorm: Norm,
+    pub(crate) mlp: Mlp,
+    pub(crate) kernels: Kernels,
+}
+
+impl Block {
+    pub(crate) fn forward(
+        &self,
+        x: &Array,
+        cache: &mut dyn LayerCache,
+    ) -> mlx_rs::error::Result<Array> {
+        let normalized = self.input_layernorm.forward(x)?; // [B, L, E]
+        let attended = match self.kernels {
+            Kernels::Course => self.attention.forward(&normalized, cache)?,
+            Kernels::Fused => self.attention.forward_fused(&normalized, cache)?,
+        };
+        let h = x.add(&attended)?; // [B, L, E]
+        h.add(
+            self.mlp
+                .forward(&self.post_attention_layernorm.forward(&h)?)?,
+        ) // [B, L, E]
+    }
+}
