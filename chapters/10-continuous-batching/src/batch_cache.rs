@@ -1,16 +1,9 @@
-//! The KV cache of one attention layer for a batch of sequences of different lengths, which
-//! join and leave between steps.
-//!
-//! Rows are aligned on the right: every row's newest token is in the same column, and a shorter
-//! sequence starts later, after columns of padding that the mask hides.
-//!
-//! ```text
-//!            column: 0  1  2  3  4  5      end = 6
-//! row 0 (6 tokens):  a  b  c  d  e  f      left_padding 0, next position 6
-//! row 1 (2 tokens):  .  .  .  .  x  y      left_padding 4, next position 2
-//! ```
+//! Filling the batched KV cache (its storage, [`BatchKvCache`], is in
+//! `src/batch_cache_storage.rs`): sequences join and leave the batch as rows, and every step
+//! writes each row's new keys and values and masks what each row may see.
 
-use kv_cache::{LayerCache, STEP};
+use crate::{batch_cache_storage::round_up, BatchKvCache};
+use kv_cache::LayerCache;
 use mlx_rs::{
     error::{Exception, Result},
     ops,
@@ -19,58 +12,7 @@ use mlx_rs::{
 };
 use rope::Offset;
 
-/// One layer's keys and values for `B` sequences.
-///
-/// Book: week 2, chapter 10 (continuous batching), tasks 1 and 2.
-#[derive(Default)]
-pub struct BatchKvCache {
-    /// `[B, H_kv, capacity, D]`; `None` while the batch is empty.
-    keys: Option<Array>,
-    values: Option<Array>,
-    /// Row `b`'s columns `0..left_padding[b]` are padding.
-    left_padding: Vec<i32>,
-    /// The column the next token of every row goes to.
-    end: i32,
-    /// Row `b`'s next position, `end - left_padding[b]`: what RoPE needs.
-    positions: Vec<i32>,
-}
-
 impl BatchKvCache {
-    pub fn new() -> Self {
-        BatchKvCache::default()
-    }
-
-    /// `B`, the number of sequences.
-    pub fn len(&self) -> usize {
-        self.left_padding.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.left_padding.is_empty()
-    }
-
-    /// How many tokens each row holds.
-    pub fn lengths(&self) -> &[i32] {
-        &self.positions
-    }
-
-    /// The bytes the storage takes: keys and values at full capacity.
-    pub fn nbytes(&self) -> usize {
-        [&self.keys, &self.values]
-            .into_iter()
-            .flatten()
-            .map(Array::nbytes)
-            .sum()
-    }
-
-    fn capacity(&self) -> i32 {
-        self.keys.as_ref().map_or(0, |keys| keys.shape()[2])
-    }
-
-    fn update_positions(&mut self) {
-        self.positions = self.left_padding.iter().map(|pad| self.end - pad).collect();
-    }
-
     /// Adds a sequence as the last row: its keys and values `[1, H_kv, n, D]` (a prefilled
     /// [`KvCache`](kv_cache::KvCache)'s `contents()`).
     ///
@@ -78,7 +20,7 @@ impl BatchKvCache {
     ///   of left padding; when it is more, every other row gets `n - end` more columns of
     ///   padding first, and `end` becomes `n`. Padding is zeros, which the mask hides.
     /// - The first sequence starts the storage with room for `n` rounded up to a multiple of
-    ///   [`STEP`] columns.
+    ///   [`STEP`](kv_cache::STEP) columns.
     /// - Fails when the shape is not `[1, H_kv, n, D]`, or `H_kv` or `D` differ from the rows
     ///   already there; the batch is then unchanged.
     ///
@@ -100,19 +42,14 @@ impl BatchKvCache {
     }
 }
 
-/// The next multiple of [`STEP`] at or above `length`.
-fn round_up(length: i32) -> i32 {
-    (length + STEP - 1) / STEP * STEP
-}
-
 impl LayerCache for BatchKvCache {
-    /// Row `b`'s new tokens start at its own position.
+    /// Row `b`'s new tokens start at its own position. Given.
     fn positions(&self) -> Offset<'_> {
         Offset::PerRow(&self.positions)
     }
 
     /// - `keys`, `values`: `[B, H_kv, L, D]`, `L` new tokens for every row, written at columns
-    ///   `end..end + L` (growing the storage in steps of [`STEP`] columns).
+    ///   `end..end + L` (growing the storage in steps of [`STEP`](kv_cache::STEP) columns).
     /// - Returns columns `0..end + L` of every row; `end` and every row's position grow by `L`.
     /// - Fails when the batch is empty, or the keys are not `[B, H_kv, L, D]` with one row per
     ///   sequence.

@@ -1,0 +1,34 @@
+//! What goes into the scheduler and what comes out: a request, the events a step produces for
+//! it, and why it ends. Given.
+
+use sampling::SamplingParams;
+
+/// One generation to run.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Chosen by the caller; events carry it.
+    pub id: u64,
+    pub prompt: Vec<u32>,
+    pub max_new_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Token ids that end the request (the model's EOS ids); not counted as output.
+    pub stop_token_ids: Vec<u32>,
+}
+
+/// Why a request left the scheduler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// It chose one of its stop tokens.
+    Stop,
+    /// It generated `max_new_tokens` tokens.
+    Length,
+    /// [`Scheduler::cancel`] removed it.
+    Cancelled,
+}
+
+/// What a step produced, in order, for the caller to route to each request's client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Token { id: u64, token: u32 },
+    Finished { id: u64, reason: FinishReason },
+}

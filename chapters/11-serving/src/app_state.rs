@@ -1,0 +1,170 @@
+//! What every handler shares: the [`AppState`], the steps every endpoint takes with it (check the
+//! model, tokenize, fit the context, start the request), and the pieces of a request's answer.
+//! Given: your handlers in `src/server.rs` use them.
+
+use crate::{
+    ApiError, ChatMessage, Chunk, EngineHandle, GenerateParams, RequestStream, Timings, Usage,
+};
+use axum::http::StatusCode;
+use continuous_batching::FinishReason;
+use decode::{ContextPlan, Message, Tokenizer};
+use futures_util::stream::{self, Stream};
+use std::{
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: EngineHandle,
+    pub tokenizer: Arc<Tokenizer>,
+    /// The name `/v1/models` lists and requests must use.
+    pub model_name: String,
+}
+
+/// Seconds since the Unix epoch, for OpenAI's `created`.
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// OpenAI's name for why a request ended.
+pub(crate) fn finish_reason(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length | FinishReason::Cancelled => "length",
+    }
+}
+
+impl AppState {
+    /// A 404 when the request names a model this server does not serve.
+    pub(crate) fn check_model(&self, model: &Option<String>) -> Result<(), ApiError> {
+        match model {
+            Some(model) if model != &self.model_name => Err(ApiError {
+                status: StatusCode::NOT_FOUND,
+                message: format!(
+                    "the model {model:?} is not served here; this server serves {:?}",
+                    self.model_name
+                ),
+                code: Some("model_not_found"),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Tokenizes a raw prompt; a 400 when the tokenizer cannot.
+    pub(crate) fn encode(&self, text: &str) -> Result<Vec<u32>, ApiError> {
+        self.tokenizer
+            .encode(text)
+            .map_err(|error| ApiError::invalid(format!("cannot tokenize the prompt: {error}")))
+    }
+
+    /// Tokenizes a chat through the chat template; a 400 for an empty chat or an unknown role.
+    pub(crate) fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
+        if messages.is_empty() {
+            return Err(ApiError::invalid("`messages` is empty"));
+        }
+        if let Some((index, message)) = messages
+            .iter()
+            .enumerate()
+            .find(|(_, message)| !CHAT_ROLES.contains(&message.role.as_str()))
+        {
+            return Err(ApiError::invalid(format!(
+                "messages[{index}] has the role {:?}; this server supports {}",
+                message.role,
+                CHAT_ROLES.join(", ")
+            )));
+        }
+        let messages: Vec<Message> = messages
+            .iter()
+            .map(|message| Message::new(&message.role, &message.content))
+            .collect();
+        let text = self
+            .tokenizer
+            .apply_chat_template(&messages, true)
+            .map_err(|error| {
+                ApiError::invalid(format!("cannot apply the chat template: {error}"))
+            })?;
+        self.encode(&text)
+    }
+
+    /// Fits the prompt and `max_new_tokens` into `--max-seq-len` with the server's
+    /// `--context-policy`: drops prompt tokens or lowers `max_new_tokens` as the policy says, or
+    /// refuses. Fitting twice changes nothing.
+    pub(crate) fn fit_context(&self, params: &mut GenerateParams) -> Result<ContextPlan, ApiError> {
+        let limits = self.engine.limits();
+        let plan = limits
+            .context_policy
+            .fit(
+                params.prompt_tokens.len(),
+                params.max_new_tokens,
+                limits.max_seq_len,
+            )
+            .map_err(|error| {
+                ApiError::invalid(format!(
+                    "{error}: shorten the prompt or lower max_tokens (the server runs with --max-seq-len {} and --context-policy {})",
+                    limits.max_seq_len, limits.context_policy
+                ))
+            })?;
+        params.prompt_tokens = params.prompt_tokens[plan.kept.clone()].to_vec();
+        params.max_new_tokens = plan.max_new_tokens;
+        Ok(plan)
+    }
+
+    /// Checks `params` ([`GenerateParams::check`]), submits and waits for the first chunk, so
+    /// that a request the engine refuses is still an HTTP error and not a broken stream.
+    pub(crate) async fn start(
+        &self,
+        mut params: GenerateParams,
+    ) -> Result<(RequestStream, Option<Chunk>), ApiError> {
+        self.fit_context(&mut params)?;
+        params
+            .check(self.engine.limits().max_seq_len)
+            .map_err(ApiError::invalid)?;
+        let mut stream = self.engine.submit(params)?;
+        let first = stream.chunks.recv().await;
+        match first {
+            Some(Chunk::Rejected(message)) => Err(ApiError::invalid(message)),
+            Some(Chunk::Failed(message)) => Err(ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message,
+                code: None,
+            }),
+            first => Ok((stream, first)),
+        }
+    }
+}
+
+/// The roles the chat template knows.
+const CHAT_ROLES: [&str; 3] = ["system", "user", "assistant"];
+
+/// A 400 unless the request asks for one choice (`n`), all this server generates.
+pub(crate) fn only_one_choice(n: Option<usize>) -> Result<(), ApiError> {
+    match n {
+        None | Some(1) => Ok(()),
+        Some(n) => Err(ApiError::invalid(format!(
+            "n = {n}: this server generates one choice per request"
+        ))),
+    }
+}
+
+/// A whole generation, collected from its chunks.
+pub(crate) struct Collected {
+    pub(crate) text: String,
+    pub(crate) finish_reason: FinishReason,
+    pub(crate) usage: Usage,
+    pub(crate) timings: Timings,
+}
+
+/// The chunks of a running request as a stream (the first one already received).
+pub(crate) fn chunks(stream: RequestStream, first: Option<Chunk>) -> impl Stream<Item = Chunk> {
+    stream::unfold((stream, first), |(mut stream, pending)| async move {
+        let chunk = match pending {
+            Some(chunk) => chunk,
+            None => stream.chunks.recv().await?,
+        };
+        Some((chunk, (stream, None)))
+    })
+}
