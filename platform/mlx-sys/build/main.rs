@@ -2,9 +2,12 @@
 //! and picks the shipped bindings mlx-rs uses. Every failure ends in one message naming the fix.
 
 mod bindings;
+mod blas;
+mod elf;
 mod mlx_c;
 mod mlx_install;
 mod prerequisites;
+mod pypi;
 
 use std::{env, path::PathBuf, process};
 

@@ -36,26 +36,3 @@ pub fn check_pip(python: &str) -> Result<()> {
          or set MLX_DIR to an existing MLX install to build offline",
     ))
 }
-
-/// MLX's Linux wheels carry the reference BLAS (about 5 GFLOP/s for f32 GEMM); the bridge
-/// points them at the system OpenBLAS instead. Returns the OpenBLAS shared library.
-pub fn find_openblas() -> Result<std::path::PathBuf> {
-    let listing = Command::new("ldconfig")
-        .arg("-p")
-        .output()
-        .or_else(|_| Command::new("/sbin/ldconfig").arg("-p").output())
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
-        .unwrap_or_default();
-    listing
-        .lines()
-        .filter(|line| line.trim_start().starts_with("libopenblas.so.0 "))
-        .filter_map(|line| line.rsplit("=> ").next())
-        .map(|path| std::path::PathBuf::from(path.trim()))
-        .find(|path| path.exists())
-        .ok_or_else(|| {
-            Failure::new(
-                "OpenBLAS was not found (libopenblas.so.0); MLX's own reference BLAS is ~30x slower",
-                "apt-get install libopenblas0-pthread",
-            )
-        })
-}
