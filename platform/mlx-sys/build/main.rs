@@ -1,10 +1,13 @@
 //! Builds the MLX bridge: finds MLX (a wheel from PyPI, or `MLX_DIR`), compiles mlx-c against it,
-//! and generates the bindings mlx-rs uses. Every failure ends in one message naming the fix.
+//! and picks the shipped bindings mlx-rs uses. Every failure ends in one message naming the fix.
 
 mod bindings;
+mod blas;
+mod elf;
 mod mlx_c;
 mod mlx_install;
 mod prerequisites;
+mod pypi;
 
 use std::{env, path::PathBuf, process};
 
@@ -39,6 +42,7 @@ fn build() -> Result<()> {
     for var in ["MLX_DIR", "MLX_BACKEND", "MLX_CACHE_DIR"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
+    println!("cargo:rerun-if-changed=bindings");
     println!("cargo:rerun-if-changed=build");
     println!("cargo:rerun-if-changed=compat");
     println!("cargo:rerun-if-changed=requirements");
@@ -46,13 +50,14 @@ fn build() -> Result<()> {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let target = Target::from_env();
 
-    prerequisites::check_compilers()?;
+    let bindings = bindings::shipped(&target)?;
+    prerequisites::check_compiler()?;
     let mlx = mlx_install::locate(&target, &out_dir)?;
     let mlx = mlx_install::activate(&mlx, &out_dir)?;
     let sources = mlx_c::locate_sources()?;
     mlx_c::compile(&sources, &mlx, &target)?;
-    bindings::generate(&sources, &target, &out_dir)?;
 
+    println!("cargo:rustc-env=MLX_SYS_BINDINGS={}", bindings.display());
     println!("cargo:rustc-link-search=native={}", mlx.lib_dir().display());
     println!("cargo:rustc-link-lib=dylib=mlx");
     // Read by dependents' build scripts as DEP_MLX_LIB_DIR (to set an rpath on binaries).
@@ -63,6 +68,8 @@ fn build() -> Result<()> {
 
 /// The parts of the compilation target the bridge cares about.
 pub struct Target {
+    /// As Rust spells it, e.g. `x86_64-unknown-linux-gnu`.
+    pub triple: String,
     pub is_macos: bool,
     pub is_aarch64: bool,
 }
@@ -72,6 +79,7 @@ impl Target {
         let os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
         let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
         Target {
+            triple: env::var("TARGET").unwrap_or_default(),
             is_macos: os == "macos",
             is_aarch64: arch == "aarch64",
         }

@@ -1,11 +1,10 @@
 //! Where MLX comes from: `MLX_DIR` (an existing install), or the official wheel for the target,
 //! downloaded once by pip with pinned hashes and unpacked into a cache under cargo's target dir.
 
-use crate::{prerequisites, Failure, Result, Target};
+use crate::{blas, pypi, Failure, Result, Target};
 use std::{
     env, fs,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 /// The MLX release mlx-c 0.7.0 is written against.
@@ -129,10 +128,22 @@ pub fn locate(target: &Target, out_dir: &Path) -> Result<MlxInstall> {
         .validate("MLX_DIR");
     }
     let cache = cache_dir(out_dir);
-    let unpacked = cache.join(format!("{}-{MLX_VERSION}", backend.package()));
+    let downloads = cache.join("downloads");
+    // Named for what is inside: on Linux, MLX with OpenBLAS in place of its reference BLAS.
+    let name = if target.is_macos {
+        format!("{}-{MLX_VERSION}", backend.package())
+    } else {
+        format!(
+            "{}-{MLX_VERSION}-with-{}-{}",
+            backend.package(),
+            blas::PACKAGE,
+            blas::VERSION
+        )
+    };
+    let unpacked = cache.join(name);
     if !unpacked.exists() {
-        let wheel = download_wheel(backend, &cache.join("downloads"))?;
-        unpack_wheel(&wheel, &unpacked, target)?;
+        let wheel = pypi::download(backend.package(), MLX_VERSION, &downloads)?;
+        unpack_wheel(&wheel, &unpacked, target, &downloads, out_dir)?;
     }
     MlxInstall {
         prefix: unpacked.join("mlx"),
@@ -154,122 +165,26 @@ fn cache_dir(out_dir: &Path) -> PathBuf {
     target_dir.join("mlx")
 }
 
-/// The Python whose pip downloads and unpacks wheels: `PYTHON`, else `python3`.
-fn python() -> String {
-    env::var("PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-fn download_wheel(backend: Backend, downloads: &Path) -> Result<PathBuf> {
-    let python = python();
-    prerequisites::check_pip(&python)?;
-    let requirements = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("requirements")
-        .join(format!("{}.txt", backend.package()));
-    let output = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--no-deps",
-            "--only-binary=:all:",
-        ])
-        .args([
-            "--require-hashes",
-            "--disable-pip-version-check",
-            "--requirement",
-        ])
-        .arg(&requirements)
-        .arg("--dest")
-        .arg(downloads)
-        .output()
-        .map_err(|error| Failure::new(format!("could not start pip: {error}"), "check PYTHON"))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last_line = stderr
-            .lines()
-            .rfind(|line| !line.trim().is_empty())
-            .unwrap_or("");
-        return Err(Failure::new(
-            format!("pip could not download {}=={MLX_VERSION}: {last_line}", backend.package()),
-            "check the connection to PyPI, or set MLX_DIR to an existing MLX install to build offline",
-        ));
-    }
-    let prefix = format!("{}-{MLX_VERSION}-", backend.package().replace('-', "_"));
-    fs::read_dir(downloads)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .find(|path| {
-            let name = path.file_name().unwrap_or_default().to_string_lossy();
-            name.starts_with(&prefix) && name.ends_with(".whl")
-        })
-        .ok_or_else(|| {
-            Failure::new(
-                "pip reported success but left no wheel",
-                "run the build again",
-            )
-        })
-}
-
 /// Unpacks into a temporary sibling and renames it into place, so an interrupted build never
 /// leaves a cache entry that looks complete.
-fn unpack_wheel(wheel: &Path, unpacked: &Path, target: &Target) -> Result<()> {
-    let python = python();
-    let staging = unpacked.with_extension(format!("partial-{}", std::process::id()));
+fn unpack_wheel(
+    wheel: &Path,
+    unpacked: &Path,
+    target: &Target,
+    downloads: &Path,
+    out_dir: &Path,
+) -> Result<()> {
+    let name = unpacked.file_name().unwrap_or_default().to_string_lossy();
+    let staging = unpacked.with_file_name(format!("{name}.partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
-    let failed = |what: String| Failure::new(what, "delete the cache folder and build again");
-    let status = Command::new(&python)
-        .args(["-m", "zipfile", "--extract"])
-        .arg(wheel)
-        .arg(&staging)
-        .status()
-        .map_err(|error| failed(format!("could not unpack {}: {error}", wheel.display())))?;
-    if !status.success() {
-        return Err(failed(format!("could not unpack {}", wheel.display())));
-    }
+    pypi::extract(wheel, &staging)?;
     if !target.is_macos {
-        use_system_openblas(&staging)?;
+        blas::replace_reference_blas(&staging, downloads, out_dir)?;
     }
     fs::rename(&staging, unpacked).map_err(|error| {
-        failed(format!(
-            "could not move the unpacked wheel into place: {error}"
-        ))
+        Failure::new(
+            format!("could not move the unpacked wheel into place: {error}"),
+            "delete the cache folder and build again",
+        )
     })
-}
-
-/// The Linux wheels load their bundled reference BLAS (`<pkg>.libs/libblas-*.so*`) by file name
-/// through libmlx's rpath. Replacing that file with a link to OpenBLAS makes every program using
-/// this MLX run its f32 GEMMs on OpenBLAS (~35x faster here), with no change to how they link.
-fn use_system_openblas(staging: &Path) -> Result<()> {
-    let openblas = prerequisites::find_openblas()?;
-    let bundled = fs::read_dir(staging)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|entry| entry.file_name().to_string_lossy().ends_with(".libs"))
-        .flat_map(|libs| fs::read_dir(libs.path()).into_iter().flatten().flatten())
-        .map(|entry| entry.path())
-        .filter(|path| {
-            path.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .starts_with("libblas-")
-        });
-    for reference_blas in bundled {
-        let replace = fs::remove_file(&reference_blas)
-            .and_then(|()| std::os::unix::fs::symlink(&openblas, &reference_blas));
-        replace.map_err(|error| {
-            Failure::new(
-                format!(
-                    "could not link {} to OpenBLAS: {error}",
-                    reference_blas.display()
-                ),
-                "delete the cache folder and build again",
-            )
-        })?;
-    }
-    Ok(())
 }

@@ -5,4 +5,5 @@
 #![allow(non_snake_case)]
 #![allow(clippy::all)]
 
-include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+// bindings/<target>.rs, picked by the build script.
+include!(env!("MLX_SYS_BINDINGS"));

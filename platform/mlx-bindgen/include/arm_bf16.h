@@ -1,0 +1,2 @@
+// __bf16 is built into clang on aarch64; the intrinsics this header declares are not bindings.
+#pragma once

@@ -1,0 +1,2 @@
+// mlx-c includes it but uses none of its macros.
+#pragma once

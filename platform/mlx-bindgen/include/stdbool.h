@@ -1,0 +1,3 @@
+// bool as C17 spells it (libclang parses the headers as C17).
+#pragma once
+#define bool _Bool

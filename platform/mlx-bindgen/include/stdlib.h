@@ -1,0 +1,3 @@
+// mlx-c includes it for size_t.
+#pragma once
+#include <stddef.h>

@@ -1,0 +1,119 @@
+//! Generates the Rust bindings of the mlx-c 0.7.0 headers that platform/mlx-sys ships, one file per
+//! supported target, so that building the bridge needs no libclang.
+//!
+//! - `cargo run -p mlx-bindgen` rewrites `platform/mlx-sys/bindings/<target>.rs`.
+//! - `cargo run -p mlx-bindgen -- --check` rewrites nothing and fails naming every shipped file
+//!   that differs from what the headers give now.
+//!
+//! Every target is generated on any machine: libclang reads the headers against the small C headers
+//! in `include/` instead of this machine's libc, and it is the libclang of
+//! `requirements/libclang.txt` (from PyPI) unless `LIBCLANG_PATH` names another. So the output
+//! depends on nothing installed here.
+
+mod libclang;
+mod mlx_c;
+
+use anyhow::{Context, Result};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+/// The targets MLX has wheels for, as Rust spells them (the file names under `bindings/`).
+const TARGETS: [&str; 3] = [
+    "x86_64-unknown-linux-gnu",
+    "aarch64-unknown-linux-gnu",
+    "aarch64-apple-darwin",
+];
+
+fn main() -> ExitCode {
+    let check = std::env::args().skip(1).any(|arg| arg == "--check");
+    match run(check) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Generates every target's bindings; writes them, or with `check` compares them. Returns whether
+/// the shipped files are (now) current.
+fn run(check: bool) -> Result<bool> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bridge = workspace.join("platform/mlx-sys");
+    libclang::ensure_loadable(&workspace.join("target"))?;
+    let mlx_c = mlx_c::headers_root(&bridge)?;
+    let mut current = true;
+    for target in TARGETS {
+        let generated = generate(&mlx_c, &bridge, target)?;
+        let shipped = bridge.join("bindings").join(format!("{target}.rs"));
+        let relative = format!("platform/mlx-sys/bindings/{target}.rs");
+        if check {
+            if fs::read_to_string(&shipped).ok().as_deref() != Some(generated.as_str()) {
+                eprintln!(
+                    "stale: {relative} differs from the mlx-c headers (run `cargo run -p mlx-bindgen`)"
+                );
+                current = false;
+            }
+        } else {
+            fs::create_dir_all(shipped.parent().expect("a file has a parent"))?;
+            fs::write(&shipped, generated)
+                .with_context(|| format!("cannot write {}", shipped.display()))?;
+            eprintln!("wrote {relative}");
+        }
+    }
+    if check && current {
+        eprintln!("the shipped mlx-c bindings are current");
+    }
+    Ok(current)
+}
+
+/// The bindings of every mlx-c header for `target`, with the options platform/mlx-sys always used.
+fn generate(mlx_c: &Path, bridge: &Path, target: &str) -> Result<String> {
+    let mut headers: Vec<PathBuf> = fs::read_dir(mlx_c.join("mlx/c"))
+        .with_context(|| format!("cannot list the mlx-c headers in {}", mlx_c.display()))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "h"))
+        .collect();
+    headers.sort();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("include");
+
+    let mut builder = bindgen::Builder::default()
+        .rust_target("1.73.0".parse().expect("a valid Rust version"))
+        .clang_arg(format!("--target={target}"))
+        // The target's libc is not on this machine; include/ declares the little mlx-c needs.
+        .clang_args(["-nostdinc", "-isystem"])
+        .clang_arg(include.to_string_lossy())
+        .detect_include_paths(false)
+        .formatter(bindgen::Formatter::Prettyplease)
+        .clang_arg(format!("-I{}", mlx_c.display()))
+        // Same as upstream mlx-sys: these would clash with rustc's lint on runtime symbols.
+        .blocklist_function("malloc")
+        .blocklist_function("realloc");
+    if !target.starts_with("aarch64") {
+        // mlx-c declares its float16/bfloat16 accessors only on aarch64; see compat/half_bits.h.
+        let compat = bridge.join("compat/half_bits.h");
+        builder = builder
+            .clang_args(["-include", &compat.to_string_lossy()])
+            .blocklist_type("float16_t")
+            .raw_line("/// An IEEE half-precision float as its 16 bits (mlx-rs reads `.0`).")
+            .raw_line("#[repr(transparent)]")
+            .raw_line("#[derive(Debug, Default, Copy, Clone, PartialEq, Eq, Hash)]")
+            .raw_line("pub struct float16_t(pub u16);");
+    }
+    for header in &headers {
+        builder = builder.header(header.to_string_lossy());
+    }
+    let bindings = builder
+        .generate()
+        .with_context(|| format!("bindgen could not read the mlx-c headers for {target}"))?;
+    Ok(format!(
+        "// mlx-c 0.7.0 for {target}, generated by platform/mlx-bindgen. Do not edit: regenerate\n\
+         // with `cargo run -p mlx-bindgen` (`-- --check` tells whether this file is current).\n\
+         {bindings}"
+    ))
+}
