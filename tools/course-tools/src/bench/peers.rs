@@ -44,7 +44,7 @@ pub struct PeerRun {
 }
 
 fn peers_dir() -> PathBuf {
-    workspace_root().join("xtask").join("peers")
+    workspace_root().join("tools/course-tools/peers")
 }
 
 /// The virtualenv's Python, with the pinned peers installed: at once when a previous run
