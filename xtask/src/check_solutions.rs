@@ -29,6 +29,10 @@ pub fn run() -> Result<()> {
         "test-support",
         "--package",
         "xtask",
+        "--package",
+        "model-convert",
+        "--package",
+        "course-tools",
         // Tests of given code that the stubs share, so not chapter tests: hostile files, hostile
         // requests and slow clients, and `tiny-llm serve` as a process.
         "--package",
