@@ -3,9 +3,9 @@
 //! formatted and lint-free, and the book builds and points only at things that exist.
 
 use crate::{
-    api_check, book, cargo,
+    book, cargo,
     chapters::{Chapter, CHAPTERS},
-    models, test, test_runner,
+    models, test, test_runner, tools,
 };
 use anyhow::{bail, Result};
 
@@ -99,7 +99,7 @@ pub fn run() -> Result<()> {
         let stub_src = root.join(chapter.folder()).join("src");
         let solution_src = root.join(chapter.solution_folder()).join("src");
         problems.extend(
-            api_check::compare(&stub_src, &solution_src)?
+            tools::api_check(&stub_src, &solution_src)?
                 .into_iter()
                 .map(|problem| format!("{}: {problem}", chapter.name)),
         );

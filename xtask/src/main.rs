@@ -2,7 +2,6 @@
 //! never links MLX, and the commands with heavy dependencies live in tools/ and run as processes
 //! (xtask/src/tools.rs), so it builds in seconds and can explain a broken setup.
 
-mod api_check;
 mod book;
 mod check_solutions;
 mod doctor;

@@ -5,7 +5,10 @@
 
 use crate::cargo;
 use anyhow::{Context, Result};
-use std::process::{Command, ExitStatus, Stdio};
+use std::{
+    path::Path,
+    process::{Command, ExitStatus, Stdio},
+};
 
 /// tools/model-convert: `cargo xtask models`, and the model the other commands need.
 pub fn model_convert() -> Command {
@@ -46,4 +49,13 @@ fn pass_on_failure(status: ExitStatus) {
     if !status.success() {
         std::process::exit(status.code().unwrap_or(1));
     }
+}
+
+/// Where a chapter's stubs and solution differ in public API (`course-tools api-check`, which
+/// parses them with syn), one problem a line.
+pub fn api_check(stub_src: &Path, solution_src: &Path) -> Result<Vec<String>> {
+    let mut command = course_tools();
+    command.arg("api-check").arg(stub_src).arg(solution_src);
+    let stdout = output(&mut command)?;
+    Ok(stdout.lines().map(String::from).collect())
 }

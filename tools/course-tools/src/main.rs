@@ -1,7 +1,8 @@
 //! The commands of `cargo xtask` with heavy dependencies (mdBook, an HTTP stack, plotting, the
-//! model converter), in their own crate so that xtask itself compiles in seconds. xtask runs
+//! model converter, a Rust parser), in their own crate so that xtask itself compiles in seconds. xtask runs
 //! this binary as `cargo run --quiet --package course-tools -- COMMAND ARGS`.
 
+mod api_check;
 mod bench;
 mod book;
 mod fuzz;
@@ -10,7 +11,7 @@ mod load_test;
 
 use clap::{Parser, Subcommand};
 use model_convert as models;
-use std::process::ExitCode;
+use std::{path::PathBuf, process::ExitCode};
 use xtask::{cargo, chapters, run};
 
 #[derive(Parser)]
@@ -46,6 +47,12 @@ enum Command {
     LoadTest(load_test::LoadTestArgs),
     /// Run the engine on a lent NVIDIA machine: `pack` builds for CUDA, `stage N` readies one call.
     Gpu(gpu::GpuArgs),
+    /// For check-solutions: where a chapter's stubs and solution differ in public API, one line each.
+    #[command(hide = true)]
+    ApiCheck {
+        stub_src: PathBuf,
+        solution_src: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -55,6 +62,14 @@ fn main() -> ExitCode {
         Command::Fuzz(args) => fuzz::run(args),
         Command::LoadTest(args) => load_test::run(args),
         Command::Gpu(args) => gpu::run(args),
+        Command::ApiCheck {
+            stub_src,
+            solution_src,
+        } => api_check::compare(&stub_src, &solution_src).map(|problems| {
+            for problem in problems {
+                println!("{problem}");
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
