@@ -28,7 +28,9 @@ fn tool(package: &str) -> Command {
 
 /// Runs `command` with our stdin, stdout and stderr.
 pub fn forward(command: &mut Command) -> Result<()> {
-    let status = command.status().context("could not start cargo to run a tool")?;
+    let status = command
+        .status()
+        .context("could not start cargo to run a tool")?;
     pass_on_failure(status);
     Ok(())
 }
