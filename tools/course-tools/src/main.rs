@@ -1,6 +1,6 @@
 //! The commands of `cargo xtask` with heavy dependencies (mdBook, an HTTP stack, plotting, the
-//! model converter, a Rust parser), in their own crate so that xtask itself compiles in seconds. xtask runs
-//! this binary as `cargo run --quiet --package course-tools -- COMMAND ARGS`.
+//! model converter, a Rust parser), in their own crate so that xtask itself compiles in seconds.
+//! xtask runs this binary as `cargo run --quiet --package course-tools -- COMMAND ARGS`.
 
 mod api_check;
 mod bench;
