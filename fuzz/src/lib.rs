@@ -22,7 +22,7 @@ pub use model_convert::gguf;
 mod config;
 
 #[allow(dead_code)]
-#[path = "../../solutions/load/src/safetensors_check.rs"]
+#[path = "../../chapters/05-load/src/safetensors_check.rs"]
 mod safetensors_check;
 
 /// Parses `bytes` as a whole GGUF file.

@@ -1,72 +1,74 @@
-//! The chapters of the course, in order. A chapter `NAME` is the crate `chapters/NN-NAME`
-//! (package `NAME`, the learner's code) with its twin `solutions/NAME` (package `NAME-solution`).
+//! The chapters of the course, in order, as `chapters/chapters.toml` lists them. A chapter `NAME`
+//! numbered `N` is the crate `chapters/NN-NAME` (package `NAME`, the learner's code); the files a
+//! learner writes have their reference twins in `solutions/NAME/src/`, swapped in by the crate's
+//! `solution` feature (`solution-all` also swaps every chapter it builds on).
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::sync::OnceLock;
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Chapter {
-    pub name: &'static str,
-    pub week: u8,
-    /// Position in the course, 1-based; the folder is `chapters/{number:02}-{name}`.
+    /// Position in the course, 1-based.
     pub number: u8,
+    pub name: String,
+    pub week: u8,
+    /// As the book's table of contents shows it, after the number.
+    pub title: String,
+    /// The chapters whose crates this one's `[dependencies]` names.
+    pub depends_on: Vec<String>,
 }
 
-pub const CHAPTERS: &[Chapter] = &[
-    Chapter {
-        name: "attention",
-        week: 1,
-        number: 1,
-    },
-    Chapter {
-        name: "rope",
-        week: 1,
-        number: 2,
-    },
-    Chapter {
-        name: "gqa",
-        week: 1,
-        number: 3,
-    },
-    Chapter {
-        name: "rmsnorm-mlp",
-        week: 1,
-        number: 4,
-    },
-    Chapter {
-        name: "load",
-        week: 1,
-        number: 5,
-    },
-    Chapter {
-        name: "decode",
-        week: 1,
-        number: 6,
-    },
-    Chapter {
-        name: "sampling",
-        week: 1,
-        number: 7,
-    },
-    Chapter {
-        name: "kv-cache",
-        week: 2,
-        number: 8,
-    },
-    Chapter {
-        name: "quantized-matmul",
-        week: 2,
-        number: 9,
-    },
-    Chapter {
-        name: "continuous-batching",
-        week: 2,
-        number: 10,
-    },
-    Chapter {
-        name: "serving",
-        week: 2,
-        number: 11,
-    },
-];
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Manifest {
+    chapter: Vec<Chapter>,
+}
+
+pub const MANIFEST: &str = "chapters/chapters.toml";
+
+/// Every chapter, in course order. The manifest is read once; a broken one stops xtask.
+pub fn all() -> &'static [Chapter] {
+    static CHAPTERS: OnceLock<Vec<Chapter>> = OnceLock::new();
+    CHAPTERS.get_or_init(|| match read_manifest() {
+        Ok(chapters) => chapters,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::exit(1);
+        }
+    })
+}
+
+fn read_manifest() -> Result<Vec<Chapter>> {
+    let path = crate::cargo::workspace_root().join(MANIFEST);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let manifest: Manifest =
+        toml::from_str(&text).with_context(|| format!("{} is not valid", path.display()))?;
+    for (index, chapter) in manifest.chapter.iter().enumerate() {
+        if usize::from(chapter.number) != index + 1 {
+            bail!(
+                "{MANIFEST}: chapter `{}` is number {}, but it is entry {}; number the chapters 1, 2, 3... in order",
+                chapter.name,
+                chapter.number,
+                index + 1
+            );
+        }
+        for dependency in &chapter.depends_on {
+            if !manifest.chapter[..index]
+                .iter()
+                .any(|earlier| &earlier.name == dependency)
+            {
+                bail!(
+                    "{MANIFEST}: chapter `{}` depends on `{dependency}`, which is not an earlier chapter",
+                    chapter.name
+                );
+            }
+        }
+    }
+    Ok(manifest.chapter)
+}
 
 impl Chapter {
     pub fn folder(&self) -> String {
@@ -77,46 +79,41 @@ impl Chapter {
         format!("solutions/{}", self.name)
     }
 
-    pub fn book_page(&self) -> String {
-        format!(
-            "book/src/week{}-{:02}-{}.md",
-            self.week, self.number, self.name
-        )
+    pub fn book_file(&self) -> String {
+        format!("week{}-{:02}-{}.md", self.week, self.number, self.name)
     }
 
-    /// The cargo feature that swaps this chapter's code for its solution.
+    pub fn book_page(&self) -> String {
+        format!("book/src/{}", self.book_file())
+    }
+
+    /// The cargo feature that swaps this chapter's files (only) for their solutions: what
+    /// `--use-solution-for NAME` borrows.
     pub fn solution_feature(&self) -> String {
         format!("{}/solution", self.name)
     }
 
-    /// The chapters this chapter's crate depends on directly (its Cargo.toml `[dependencies]`):
-    /// the only ones cargo lets us swap for their solutions with `--features NAME/solution`.
-    pub fn direct_dependencies(&self) -> Result<Vec<&'static Chapter>> {
-        let path = crate::cargo::workspace_root()
-            .join(self.folder())
-            .join("Cargo.toml");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|error| anyhow::anyhow!("cannot read {}: {error}", path.display()))?;
-        let manifest: toml::Table = toml::from_str(&text)
-            .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
-        let dependencies = manifest
-            .get("dependencies")
-            .and_then(|table| table.as_table())
-            .cloned()
-            .unwrap_or_default();
-        Ok(CHAPTERS
+    /// The cargo feature that swaps this chapter and every chapter it builds on for their
+    /// solutions: what `--solution` tests.
+    pub fn all_solutions_feature(&self) -> String {
+        format!("{}/solution-all", self.name)
+    }
+
+    /// The chapters this chapter's crate depends on directly: those a learner may borrow.
+    pub fn direct_dependencies(&self) -> Vec<&'static Chapter> {
+        self.depends_on
             .iter()
-            .filter(|chapter| dependencies.contains_key(chapter.name))
-            .collect())
+            .filter_map(|name| all().iter().find(|chapter| &chapter.name == name))
+            .collect()
     }
 }
 
 pub fn find(name: &str) -> Result<&'static Chapter> {
-    CHAPTERS
+    all()
         .iter()
         .find(|chapter| chapter.name == name)
         .ok_or_else(|| {
-            let names: Vec<_> = CHAPTERS.iter().map(|chapter| chapter.name).collect();
+            let names: Vec<_> = all().iter().map(|chapter| chapter.name.as_str()).collect();
             anyhow::anyhow!(
                 "there is no chapter `{name}`; the chapters are: {}",
                 names.join(", ")
@@ -124,16 +121,16 @@ pub fn find(name: &str) -> Result<&'static Chapter> {
         })
 }
 
-/// `week1`, `week2` or chapter names; nothing means every chapter.
+/// `week1`, `week2`, `week3` or chapter names; nothing means every chapter.
 pub fn select(targets: &[String]) -> Result<Vec<&'static Chapter>> {
     if targets.is_empty() {
-        return Ok(CHAPTERS.iter().collect());
+        return Ok(all().iter().collect());
     }
     let mut selected: Vec<&'static Chapter> = Vec::new();
     for target in targets {
         let chapters: Vec<&'static Chapter> =
             match target.strip_prefix("week").map(str::parse::<u8>) {
-                Some(Ok(week)) => CHAPTERS
+                Some(Ok(week)) => all()
                     .iter()
                     .filter(|chapter| chapter.week == week)
                     .collect(),

@@ -1,12 +1,10 @@
-//! `cargo xtask check-solutions`, for instructors and CI, rustlings-style: the platform's own
-//! tests pass, every solution passes, every stub fails each of its tests, stubs and solutions share one API, the code is
-//! formatted and lint-free, and the book builds and points only at things that exist.
+//! `cargo xtask check-solutions`, for instructors and CI, rustlings-style: the chapter manifest
+//! agrees with the crates, the engine and the book; the platform's own tests pass; every solution
+//! passes; every stub fails each of its tests, also with any one of its chapter's dependencies
+//! borrowed; stubs and solutions share one API; the code is formatted and lint-free; and the book
+//! builds and points only at things that exist.
 
-use crate::{
-    book, cargo,
-    chapters::{Chapter, CHAPTERS},
-    models, test, test_runner, tools,
-};
+use crate::{book, cargo, chapters, manifest_check, models, test, test_runner, tools};
 use anyhow::{bail, Result};
 
 pub fn run() -> Result<()> {
@@ -14,11 +12,14 @@ pub fn run() -> Result<()> {
     let mut rows = Vec::new();
     let (mut passed, mut failed) = (0, 0);
 
+    eprintln!("== the chapter manifest ({})", chapters::MANIFEST);
+    problems.extend(manifest_check::problems()?);
+
     // Tests that need the built-in model skip without it; here they must run.
     eprintln!("== the built-in model");
     models::ready_model_dir(None)?;
 
-    eprintln!("== platform tests (MLX bridge, test support, xtask, the solutions' hardening)");
+    eprintln!("== platform tests (MLX bridge, test support, xtask, the engine)");
     let mut platform = cargo::command();
     platform.args([
         "test",
@@ -33,12 +34,7 @@ pub fn run() -> Result<()> {
         "model-convert",
         "--package",
         "course-tools",
-        // Tests of given code that the stubs share, so not chapter tests: hostile files, hostile
-        // requests and slow clients, and `tiny-llm serve` as a process.
-        "--package",
-        "load-solution",
-        "--package",
-        "serving-solution",
+        // `tiny-llm` as a process, on every chapter's solution.
         "--package",
         "engine",
         "--features",
@@ -48,17 +44,13 @@ pub fn run() -> Result<()> {
         problems.push("the platform tests fail (see above)".into());
     }
 
-    for chapter in CHAPTERS {
+    for chapter in chapters::all() {
+        let earlier = chapter.direct_dependencies();
         eprintln!(
             "== chapter {} ({}): solutions",
             chapter.number, chapter.name
         );
-        // Earlier chapters reach this one through its direct dependencies; swapping those for
-        // their solutions swaps every type the chapter sees.
-        let earlier: Vec<&Chapter> = chapter.direct_dependencies()?;
-        let mut all_solutions = earlier.clone();
-        all_solutions.push(chapter);
-        let solved = test_runner::run(chapter, &all_solutions, None)?;
+        let solved = test_runner::run(chapter, &[chapter.all_solutions_feature()], None)?;
         rows.extend(test::summarize(chapter, &solved));
         passed += solved
             .outcomes
@@ -83,16 +75,43 @@ pub fn run() -> Result<()> {
             ));
         }
 
-        eprintln!("== chapter {} ({}): stubs", chapter.number, chapter.name);
-        let stubs = test_runner::run(chapter, &earlier, None)?;
-        if !stubs.compiled {
-            problems.push(format!("{}: the stubs do not compile", chapter.name));
-        }
-        for outcome in stubs.outcomes.iter().filter(|outcome| outcome.passed) {
-            problems.push(format!(
-                "{}: the stub passes {} (a test that cannot fail, or a stub that is not a stub)",
-                chapter.name, outcome.name
-            ));
+        // The stubs on top of solved earlier chapters (a learner who finished them), then on top
+        // of the learner's own earlier chapters with one of them borrowed, as
+        // `cargo xtask test NAME --use-solution-for EARLIER` builds it.
+        let solved_earlier: Vec<String> = earlier
+            .iter()
+            .map(|dependency| dependency.all_solutions_feature())
+            .collect();
+        let mut stub_builds = vec![(
+            "the earlier chapters' solutions".to_string(),
+            solved_earlier,
+        )];
+        stub_builds.extend(earlier.iter().map(|dependency| {
+            (
+                format!("--use-solution-for {}", dependency.name),
+                vec![dependency.solution_feature()],
+            )
+        }));
+        for (build, features) in stub_builds {
+            eprintln!(
+                "== chapter {} ({}): stubs with {build}",
+                chapter.number, chapter.name
+            );
+            let stubs = test_runner::run(chapter, &features, None)?;
+            if !stubs.compiled {
+                problems.push(format!(
+                    "{}: the stubs do not compile with {build}",
+                    chapter.name
+                ));
+            } else if stubs.outcomes.is_empty() {
+                problems.push(format!("{}: no tests ran with {build}", chapter.name));
+            }
+            for outcome in stubs.outcomes.iter().filter(|outcome| outcome.passed) {
+                problems.push(format!(
+                    "{}: the stub passes {} with {build} (a test that cannot fail, or a stub that is not a stub)",
+                    chapter.name, outcome.name
+                ));
+            }
         }
 
         let root = cargo::workspace_root();
@@ -113,19 +132,21 @@ pub fn run() -> Result<()> {
     if cargo::run(format, "cargo fmt --check").is_err() {
         problems.push("the code is not formatted: run `cargo fmt --all`".into());
     }
-    eprintln!("== cargo clippy");
-    let mut clippy = cargo::command();
-    clippy.args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--quiet",
-        "--",
-        "-D",
-        "warnings",
-    ]);
-    if cargo::run(clippy, "cargo clippy").is_err() {
-        problems.push("clippy reports warnings (see above)".into());
+    // Without features clippy reads the stubs; with the engine's `solutions` the solution files.
+    for (code, features) in [
+        ("the stubs", None),
+        ("the solutions", Some("engine/solutions")),
+    ] {
+        eprintln!("== cargo clippy: {code}");
+        let mut clippy = cargo::command();
+        clippy.args(["clippy", "--workspace", "--all-targets", "--quiet"]);
+        if let Some(features) = features {
+            clippy.args(["--features", features]);
+        }
+        clippy.args(["--", "-D", "warnings"]);
+        if cargo::run(clippy, "cargo clippy").is_err() {
+            problems.push(format!("clippy reports warnings in {code} (see above)"));
+        }
     }
     eprintln!("== book");
     match book::build() {
@@ -134,7 +155,10 @@ pub fn run() -> Result<()> {
     }
 
     if problems.is_empty() {
-        println!("\ncheck-solutions: all {} chapters pass", CHAPTERS.len());
+        println!(
+            "\ncheck-solutions: all {} chapters pass",
+            chapters::all().len()
+        );
         return Ok(());
     }
     println!("\ncheck-solutions found {} problems:", problems.len());

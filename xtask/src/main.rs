@@ -5,6 +5,7 @@
 mod book;
 mod check_solutions;
 mod doctor;
+mod manifest_check;
 mod test;
 mod test_runner;
 

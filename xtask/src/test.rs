@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// `week1`, `week2` or chapter names (e.g. `attention`); nothing means every chapter.
+    /// `week1`, `week2`, `week3` or chapter names (e.g. `attention`); nothing means every chapter.
     targets: Vec<String>,
     /// Only this task's tests (`task_N_*`).
     #[arg(long)]
@@ -36,11 +36,10 @@ pub fn run(args: TestArgs) -> Result<()> {
     for borrowed in &borrowed {
         let used = selected.iter().any(|chapter| {
             chapter.name == borrowed.name
-                || chapter.direct_dependencies().is_ok_and(|dependencies| {
-                    dependencies
-                        .iter()
-                        .any(|dependency| dependency.name == borrowed.name)
-                })
+                || chapter
+                    .direct_dependencies()
+                    .iter()
+                    .any(|dependency| dependency.name == borrowed.name)
         });
         if !used {
             bail!("none of the selected chapters builds on chapter {} directly, so its solution cannot be swapped in", borrowed.name);
@@ -49,23 +48,24 @@ pub fn run(args: TestArgs) -> Result<()> {
 
     let mut rows = Vec::new();
     for chapter in selected {
-        // A borrowed solution applies where cargo can swap it: the chapter itself or a direct dependency.
-        let dependencies = chapter.direct_dependencies()?;
-        let mut solutions: Vec<&Chapter> = borrowed
+        // A borrowed solution replaces the files of that chapter only; everything else stays yours.
+        // Cargo can swap it where it is the chapter itself or one of its direct dependencies.
+        let dependencies = chapter.direct_dependencies();
+        let mut features: Vec<String> = borrowed
             .iter()
-            .copied()
             .filter(|borrowed| {
                 borrowed.name == chapter.name
                     || dependencies
                         .iter()
                         .any(|dependency| dependency.name == borrowed.name)
             })
+            .map(|borrowed| borrowed.solution_feature())
             .collect();
         if args.solution {
-            solutions.push(chapter);
+            features.push(chapter.all_solutions_feature());
         }
         eprintln!("== chapter {} ({})", chapter.number, chapter.name);
-        let run = test_runner::run(chapter, &solutions, filter.as_deref())?;
+        let run = test_runner::run(chapter, &features, filter.as_deref())?;
         if run.outcomes.is_empty() && run.compiled {
             bail!(
                 "chapter {} has no tests matching {}",
@@ -112,7 +112,7 @@ pub fn summarize(chapter: &'static Chapter, run: &ChapterRun) -> Vec<Row> {
             chapter.folder()
         );
         return vec![Row {
-            chapter: chapter.name,
+            chapter: &chapter.name,
             task: "build".into(),
             passed: false,
             details,
@@ -155,7 +155,7 @@ pub fn summarize(chapter: &'static Chapter, run: &ChapterRun) -> Vec<Row> {
                 task.to_string()
             };
             Row {
-                chapter: chapter.name,
+                chapter: &chapter.name,
                 task,
                 passed: passed == outcomes.len(),
                 details,

@@ -54,15 +54,11 @@ fn is_noise(line: &str) -> bool {
         || line.trim_start().starts_with("`-p ")
 }
 
-/// `cargo test -p <chapter>` with the given chapters swapped for their solutions, keeping
-/// only tests whose name contains `filter`.
-pub fn run(chapter: &Chapter, solutions: &[&Chapter], filter: Option<&str>) -> Result<ChapterRun> {
+/// `cargo test -p <chapter>` with the given solution features (`NAME/solution`,
+/// `NAME/solution-all`) on, keeping only tests whose name contains `filter`.
+pub fn run(chapter: &Chapter, features: &[String], filter: Option<&str>) -> Result<ChapterRun> {
     let mut command = cargo::command();
-    command.args(["test", "--package", chapter.name, "--no-fail-fast"]);
-    let features: Vec<String> = solutions
-        .iter()
-        .map(|chapter| chapter.solution_feature())
-        .collect();
+    command.args(["test", "--package", &chapter.name, "--no-fail-fast"]);
     if !features.is_empty() {
         command.args(["--features", &features.join(",")]);
     }

@@ -2,26 +2,29 @@
 //! `src/rmsnorm.rs`, `src/mlp.rs` and `src/block.rs`; the tests are in `tests/rmsnorm_mlp.rs`.
 //! Book: book/src/week1-04-rmsnorm-mlp.md.
 //!
-//! With the `solution` feature this crate exposes the reference solution instead.
+//! With the `solution` feature each file you write is swapped for its reference twin in
+//! `solutions/rmsnorm-mlp/src/` (same name, same public API); the given files stay as they are.
 
 // The stubs ignore their arguments until you fill them in.
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/rmsnorm-mlp/src/block.rs"
+)]
+#[cfg_attr(not(feature = "solution"), allow(unused_variables))]
 mod block;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/rmsnorm-mlp/src/mlp.rs"
+)]
+#[cfg_attr(not(feature = "solution"), allow(unused_variables))]
 mod mlp;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/rmsnorm-mlp/src/rmsnorm.rs"
+)]
+#[cfg_attr(not(feature = "solution"), allow(unused_variables))]
 mod rmsnorm;
-#[cfg(not(feature = "solution"))]
 pub use block::*;
-#[cfg(not(feature = "solution"))]
 pub use gqa::{Attention, AttentionConfig, AttentionWeights, Mask, Offset};
-#[cfg(not(feature = "solution"))]
 pub use mlp::*;
-#[cfg(not(feature = "solution"))]
 pub use rmsnorm::*;
-
-#[cfg(feature = "solution")]
-pub use rmsnorm_mlp_solution::*;

@@ -2,23 +2,39 @@
 //! `src/detokenizer.rs` and `src/generate.rs`; `src/error.rs` and `src/context.rs` are given. The tests are in
 //! `tests/decode.rs`. Book: book/src/week1-06-decode.md.
 //!
-//! With the `solution` feature this crate exposes the reference solution instead.
+//! With the `solution` feature each file you write is swapped for its reference twin in
+//! `solutions/decode/src/` (same name, same public API); the given files stay as they are.
 
 // The stubs ignore their arguments until you fill them in; each file already imports what you need.
-#[cfg(not(feature = "solution"))]
 mod context;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/decode/src/detokenizer.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod detokenizer;
-#[cfg(not(feature = "solution"))]
 mod error;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/decode/src/generate.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod generate;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/decode/src/tokenizer.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod tokenizer;
-#[cfg(not(feature = "solution"))]
 pub use {
     context::*,
     detokenizer::*,
@@ -27,6 +43,3 @@ pub use {
     load::{LoadError, Model, ModelConfig},
     tokenizer::*,
 };
-
-#[cfg(feature = "solution")]
-pub use decode_solution::*;

@@ -1,14 +1,14 @@
 //! Week 1, chapter 7: sampling. Your code goes in `src/sampling.rs`; the tests are in
 //! `tests/sampling.rs`. Book: book/src/week1-07-sampling.md.
 //!
-//! With the `solution` feature this crate exposes the reference solution instead.
+//! With the `solution` feature each file you write is swapped for its reference twin in
+//! `solutions/sampling/src/` (same name, same public API); the given files stay as they are.
 
 // The stubs ignore their arguments until you fill them in.
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/sampling/src/sampling.rs"
+)]
+#[cfg_attr(not(feature = "solution"), allow(unused_variables))]
 mod sampling;
-#[cfg(not(feature = "solution"))]
 pub use sampling::*;
-
-#[cfg(feature = "solution")]
-pub use sampling_solution::*;

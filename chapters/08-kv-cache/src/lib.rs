@@ -4,29 +4,50 @@
 //! `src/layer_cache.rs`, `src/kernels.rs` and the rest of each file are given. The tests are in
 //! `tests/kv_cache.rs`. Book: book/src/week2-08-kv-cache.md.
 //!
-//! With the `solution` feature this crate exposes the reference solution instead.
+//! With the `solution` feature each file you write is swapped for its reference twin in
+//! `solutions/kv-cache/src/` (same name, same public API); the given files stay as they are.
 
 // The stubs ignore their arguments until you fill them in; each file already imports what you need.
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/kv-cache/src/attention.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod attention;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/kv-cache/src/cache.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod cache;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/kv-cache/src/generate.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod generate;
-#[cfg(not(feature = "solution"))]
 mod kernels;
-#[cfg(not(feature = "solution"))]
 mod layer_cache;
-#[cfg(not(feature = "solution"))]
 mod linear;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/kv-cache/src/model.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod model;
 // What the tests and later chapters use alongside the cached model, from the chapters it builds on.
-#[cfg(not(feature = "solution"))]
 pub use {
     attention::*,
     cache::*,
@@ -39,6 +60,3 @@ pub use {
     model::*,
     rmsnorm_mlp::AttentionConfig,
 };
-
-#[cfg(feature = "solution")]
-pub use kv_cache_solution::*;

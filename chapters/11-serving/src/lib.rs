@@ -4,25 +4,33 @@
 //! `src/metrics.rs` and the rest of each file are given. The tests are in `tests/serving.rs`.
 //! Book: book/src/week2-11-serving.md.
 //!
-//! With the `solution` feature this crate exposes the reference solution instead.
+//! With the `solution` feature each file you write is swapped for its reference twin in
+//! `solutions/serving/src/` (same name, same public API); the given files stay as they are.
 
 // The stubs ignore their arguments until you fill them in; each file already imports what you need.
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/serving/src/engine.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod engine;
-#[cfg(not(feature = "solution"))]
 mod guard;
-#[cfg(not(feature = "solution"))]
 mod listen;
-#[cfg(not(feature = "solution"))]
 mod metrics;
-#[cfg(not(feature = "solution"))]
 mod protocol;
-#[cfg(not(feature = "solution"))]
-#[allow(unused_variables, unused_imports, dead_code)]
+#[cfg_attr(
+    feature = "solution",
+    path = "../../../solutions/serving/src/server.rs"
+)]
+#[cfg_attr(
+    not(feature = "solution"),
+    allow(unused_variables, unused_imports, dead_code)
+)]
 mod server;
 // What the tests use alongside the server, from the chapters it builds on.
-#[cfg(not(feature = "solution"))]
 pub use {
     continuous_batching::{FinishReason, Model, SamplingParams, SchedulerConfig},
     decode::{ContextPolicy, Tokenizer},
@@ -33,6 +41,3 @@ pub use {
     protocol::*,
     server::*,
 };
-
-#[cfg(feature = "solution")]
-pub use serving_solution::*;

@@ -10,14 +10,14 @@
 //! row 1 (2 tokens):  .  .  .  .  x  y      left_padding 4, next position 2
 //! ```
 
-use kv_cache_solution::{LayerCache, STEP};
+use kv_cache::{LayerCache, STEP};
 use mlx_rs::{
     error::{Exception, Result},
     ops,
     ops::indexing::{IndexOp, TryIndexMutOp},
     Array,
 };
-use rope_solution::Offset;
+use rope::Offset;
 
 /// One layer's keys and values for `B` sequences.
 ///
@@ -72,7 +72,7 @@ impl BatchKvCache {
     }
 
     /// Adds a sequence as the last row: its keys and values `[1, H_kv, n, D]` (a prefilled
-    /// [`KvCache`](kv_cache_solution::KvCache)'s `contents()`).
+    /// [`KvCache`](kv_cache::KvCache)'s `contents()`).
     ///
     /// - Right-aligns it with the others: when `n` is less than `end` it gets `end - n` columns
     ///   of left padding; when it is more, every other row gets `n - end` more columns of

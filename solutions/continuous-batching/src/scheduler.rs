@@ -2,14 +2,14 @@
 //! one token each per step, and leave the batch as soon as they finish.
 
 use crate::BatchKvCache;
-use kv_cache_solution::{KvCache, Model};
+use kv_cache::{KvCache, Model};
 use mlx_rs::{
     error::{Exception, Result},
     ops,
     ops::indexing::IndexOp,
     Array,
 };
-use sampling_solution::{Sampler, SamplingParams};
+use sampling::{Sampler, SamplingParams};
 use std::collections::VecDeque;
 
 /// One generation to run.

@@ -1,7 +1,7 @@
 //! The decode loop: run the model, choose the next token, stream its text, stop.
 
 use crate::{DecodeError, StreamingDetokenizer, Tokenizer};
-use load_solution::{Model, ModelConfig};
+use load::{Model, ModelConfig};
 use mlx_rs::{error::Exception, ops, ops::indexing::IndexOp, Array};
 
 /// Why generation ended.

@@ -1,6 +1,6 @@
 //! Causal masks and grouped-query attention: several query heads share one key/value head.
 
-use attention_solution::softmax;
+use attention::softmax;
 use mlx_rs::{
     error::{Exception, Result},
     ops, Array, Dtype,

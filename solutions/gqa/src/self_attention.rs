@@ -2,12 +2,12 @@
 //! and the output projection.
 
 use crate::gqa::{scaled_dot_product_attention_grouped, Mask};
-use attention_solution::linear;
+use attention::linear;
 use mlx_rs::{
     error::{Exception, Result},
     fast, Array,
 };
-use rope_solution::{Offset, RoPE};
+use rope::{Offset, RoPE};
 
 /// The sizes of an attention layer, as in a model's config.json.
 ///

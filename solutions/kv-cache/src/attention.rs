@@ -2,13 +2,13 @@
 //! cached ones, and the new queries attend over all of them.
 
 use crate::{LayerCache, Linear};
-use gqa_solution::{scaled_dot_product_attention_grouped, Mask};
+use gqa::{scaled_dot_product_attention_grouped, Mask};
 use mlx_rs::{
     error::{Exception, Result},
     fast, Array,
 };
-use rmsnorm_mlp_solution::AttentionConfig;
-use rope_solution::{Offset, RoPE};
+use rmsnorm_mlp::AttentionConfig;
+use rope::{Offset, RoPE};
 
 /// The projections of an attention layer (HF names `self_attn.{q,k,v,o}_proj`; a projection's bias,
 /// Qwen2's, is part of its [`Linear`]), and Qwen3's per-head norms.

@@ -8,7 +8,7 @@ use mlx_rs::{
     ops::indexing::{IndexOp, TryIndexMutOp},
     Array,
 };
-use rope_solution::Offset;
+use rope::Offset;
 
 /// The cache grows by this many positions at a time: one allocation per `STEP` tokens, not a
 /// concatenation (a full copy) per token.

@@ -1,8 +1,8 @@
 //! Generation with the cache: the prompt runs once (prefill), then one token per step.
 
 use crate::{KvCache, Model};
-use decode_solution::{DecodeError, LanguageModel};
-use load_solution::ModelConfig;
+use decode::{DecodeError, LanguageModel};
+use load::ModelConfig;
 use mlx_rs::{ops::indexing::IndexOp, Array};
 
 /// A [`Model`] with its cache: what chapter 6's `generate` drives in week 2.

@@ -4,9 +4,9 @@
 use crate::{
     AttentionLayers, CachedAttention, DenseLinear, Kernels, KvCache, LayerCache, Linear, Norm,
 };
-use load_solution::{load_weights, LoadError, ModelConfig};
+use load::{load_weights, LoadError, ModelConfig};
 use mlx_rs::{error::Exception, Array};
-use rmsnorm_mlp_solution::{silu, AttentionConfig};
+use rmsnorm_mlp::{silu, AttentionConfig};
 use std::{collections::HashMap, path::Path};
 
 /// A checkpoint's tensors by name, taken out one by one as the model is built.

@@ -1,9 +1,9 @@
 //! The whole model: token embedding, the decoder blocks, the final norm and the output layer.
 
 use crate::{load_weights, LoadError, ModelConfig};
-use attention_solution::linear;
+use attention::linear;
 use mlx_rs::{error::Result, Array};
-use rmsnorm_mlp_solution::{
+use rmsnorm_mlp::{
     Attention, AttentionConfig, AttentionWeights, Mask, Mlp, Offset, RmsNorm, TransformerBlock,
 };
 use std::{collections::HashMap, path::Path};

@@ -2,8 +2,8 @@
 //! directory, or quantized from float weights as they load.
 
 use crate::{Kernel, QuantizedLinear};
-use kv_cache_solution::{DenseLinear, Kernels, Linear, LinearLoader, Model, Tensors};
-use load_solution::{load_weights, LoadError, ModelConfig};
+use kv_cache::{DenseLinear, Kernels, Linear, LinearLoader, Model, Tensors};
+use load::{load_weights, LoadError, ModelConfig};
 use mlx_rs::Dtype;
 use std::{path::Path, str::FromStr};
 

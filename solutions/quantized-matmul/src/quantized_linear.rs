@@ -1,7 +1,7 @@
 //! A linear layer whose weight stays quantized in memory.
 
 use crate::{dequantize, quantized_matmul};
-use kv_cache_solution::Linear;
+use kv_cache::Linear;
 use mlx_rs::{
     error::{Exception, Result},
     ops, Array,

@@ -2,7 +2,7 @@
 //! stream.
 
 use crate::{mlp::Mlp, rmsnorm::RmsNorm};
-use gqa_solution::{Attention, Mask, Offset};
+use gqa::{Attention, Mask, Offset};
 use mlx_rs::{error::Result, Array};
 
 /// One decoder layer: `h = x + attention(norm(x))`, `out = h + mlp(norm(h))`.

@@ -1,6 +1,6 @@
 //! The feed-forward part of a block: SiLU and the gated MLP (SwiGLU) of Llama and Qwen.
 
-use attention_solution::linear;
+use attention::linear;
 use mlx_rs::{
     error::{Exception, Result},
     ops, Array,

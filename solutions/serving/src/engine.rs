@@ -2,10 +2,10 @@
 //! one scheduler step at a time, and streams each request's text back through its own channel.
 
 use crate::{GenerateParams, Metrics, Timings, Usage};
-use continuous_batching_solution::{Event, FinishReason, Request, Scheduler, SchedulerConfig};
-use decode_solution::{ContextPolicy, StreamingDetokenizer, Tokenizer};
-use kv_cache_solution::Model;
-use quantized_matmul_solution::{quantization_of, weight_bytes, WeightBytes};
+use continuous_batching::{Event, FinishReason, Request, Scheduler, SchedulerConfig};
+use decode::{ContextPolicy, StreamingDetokenizer, Tokenizer};
+use kv_cache::Model;
+use quantized_matmul::{quantization_of, weight_bytes, WeightBytes};
 use std::{
     collections::HashMap,
     sync::{

@@ -18,10 +18,10 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use continuous_batching_solution::FinishReason;
-use decode_solution::{ContextPlan, Message, Tokenizer};
+use continuous_batching::FinishReason;
+use decode::{ContextPlan, Message, Tokenizer};
 use futures_util::stream::{self, Stream, StreamExt};
-use kv_cache_solution::STEP;
+use kv_cache::STEP;
 use serde_json::{json, Value};
 use std::{
     convert::Infallible,

@@ -156,7 +156,8 @@ fn source_files(src: &Path) -> Result<BTreeSet<PathBuf>> {
     Ok(files)
 }
 
-/// Differences between a chapter's stubs and its solution, one sentence each.
+/// Differences between a chapter's stubs and its solution, one sentence each. A stub file without
+/// a solution twin is given code: it exists once, in the chapter, and both builds compile it.
 pub fn compare(stub_src: &Path, solution_src: &Path) -> Result<Vec<String>> {
     let stub_files = source_files(stub_src)?;
     let solution_files = source_files(solution_src)?;
@@ -168,19 +169,19 @@ pub fn compare(stub_src: &Path, solution_src: &Path) -> Result<Vec<String>> {
             stub_src.display()
         ));
     }
-    for extra in stub_files.difference(&solution_files) {
-        problems.push(format!(
-            "{} has no solution twin in {}",
-            stub_src.join(extra).display(),
-            solution_src.display()
-        ));
-    }
     for file in stub_files.intersection(&solution_files) {
         let read = |path: PathBuf| -> Result<BTreeSet<String>> {
             let source = fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             public_items(&source).with_context(|| format!("cannot parse {}", path.display()))
         };
+        if fs::read(stub_src.join(file))? == fs::read(solution_src.join(file))? {
+            problems.push(format!(
+                "{} is a copy of its stub: given code lives only in {}",
+                solution_src.join(file).display(),
+                stub_src.display()
+            ));
+        }
         let stub = read(stub_src.join(file))?;
         let solution = read(solution_src.join(file))?;
         for item in solution.difference(&stub) {

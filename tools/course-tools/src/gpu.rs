@@ -217,24 +217,16 @@ struct TestExecutable {
 }
 
 /// Builds the tested chapters' tests (each with its solution and those of the chapters it
-/// builds on, as check-solutions runs them) and the bridge's, and lists the executables.
+/// builds on, `solution-all`, as check-solutions runs them) and the bridge's, and lists the executables.
 fn build_tests(target: &Path) -> Result<Vec<TestExecutable>> {
     let mut features = Vec::new();
     let mut command = cuda_cargo(target);
     command.args(["test", "--release", "--no-run", "--package", "mlx-doctor"]);
     for name in TESTED_CHAPTERS {
         let chapter = chapters::find(name)?;
-        command.args(["--package", chapter.name]);
-        features.push(chapter.solution_feature());
-        features.extend(
-            chapter
-                .direct_dependencies()?
-                .iter()
-                .map(|dependency| dependency.solution_feature()),
-        );
+        command.args(["--package", &chapter.name]);
+        features.push(chapter.all_solutions_feature());
     }
-    features.sort();
-    features.dedup();
     command
         .args(["--features", &features.join(",")])
         .args(["--message-format", "json-render-diagnostics"])

@@ -10,7 +10,7 @@ use axum::{
 use http_body_util::BodyExt;
 use rstest::rstest;
 use serde_json::{json, Value};
-use serving_solution::{
+use serving::{
     router, AppState, ContextPolicy, EngineHandle, EngineLimits, Model, SchedulerConfig, Tokenizer,
 };
 use std::sync::Arc;

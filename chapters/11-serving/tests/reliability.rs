@@ -16,7 +16,7 @@ use axum::{
 use futures_util::stream;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use serving_solution::{
+use serving::{
     check_exposure, protect, router, serve, AppState, ContextPolicy, EngineHandle, EngineLimits,
     HeaderValue, Model, SchedulerConfig, ServerOptions, Shutdown, Tokenizer,
 };

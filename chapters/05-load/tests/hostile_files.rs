@@ -5,7 +5,7 @@
 //! The reference loader's hardening is not a learner's task, so these run beside the solution
 //! (with the platform tests of `cargo xtask check-solutions`), not in chapter 5's tests.
 
-use load_solution::{check_safetensors, load_weights, LoadError, ModelConfig};
+use load::{check_safetensors, load_weights, LoadError, ModelConfig};
 use std::{
     fs,
     path::{Path, PathBuf},

@@ -1,3 +1,0 @@
-//! Reference solution of week 1, chapter 2: rotary position embedding.
-mod rope;
-pub use rope::*;
