@@ -1,5 +1,5 @@
-//! The parsers under fuzzing, compiled from their own source files so that the fuzzer links
-//! neither MLX nor the xtask binary: the GGUF reader (`cargo xtask models fetch`), the
+//! The parsers under fuzzing, without MLX and the model converter's heavy dependencies: the GGUF
+//! reader (tools/model-convert without its `convert` feature) and, from their source files, the
 //! safetensors header check and `config.json` parsing (chapter 5's loader, before MLX reads a
 //! file). A parser may return any error; it must never panic, hang or allocate what a header
 //! claims (libFuzzer's `-rss_limit_mb` catches the last).
@@ -15,9 +15,7 @@ pub enum LoadError {
     UnsupportedArchitecture { path: PathBuf, found: String },
 }
 
-#[allow(dead_code)]
-#[path = "../../xtask/src/models/gguf.rs"]
-pub mod gguf;
+pub use model_convert::gguf;
 
 #[allow(dead_code)]
 #[path = "../../solutions/load/src/config.rs"]

@@ -1,47 +1,15 @@
-//! `cargo xtask book`: builds the mdBook in book/ with the mdBook library (no separate
-//! install), and serves it locally with `--serve`.
+//! The book in book/: tools/course-tools builds and serves it (`cargo xtask book`, with the
+//! mdBook library); the check that it points only at things that exist stays here, beside the
+//! command line it checks `cargo xtask ...` mentions against.
 
-use crate::cargo::workspace_root;
+use crate::{cargo, cargo::workspace_root, tools};
 use anyhow::{Context, Result};
-use std::path::PathBuf;
 
-/// Builds the book; returns the folder holding the HTML.
-pub fn build() -> Result<PathBuf> {
-    let root = workspace_root().join("book");
-    let book = mdbook_driver::MDBook::load(&root)
-        .with_context(|| format!("cannot load the book in {}", root.display()))?;
-    let output = root.join(&book.config.build.build_dir);
-    let output = output.canonicalize().unwrap_or(output);
-    book.build().context("the book does not build")?;
-    Ok(output)
-}
-
-pub fn run(serve: bool, port: u16) -> Result<()> {
-    let output = build()?;
-    let html = if output.join("html").is_dir() {
-        output.join("html")
-    } else {
-        output
-    };
-    println!("built {}", html.join("index.html").display());
-    if serve {
-        let runtime = tokio::runtime::Runtime::new()?;
-        runtime.block_on(async {
-            let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .with_context(|| {
-                    format!("cannot listen on {address}; pick another port with --port")
-                })?;
-            println!("serving the book at http://{address}/ (Ctrl-C to stop)");
-            let app =
-                axum::Router::new().fallback_service(tower_http::services::ServeDir::new(html));
-            axum::serve(listener, app)
-                .await
-                .context("the book server stopped")
-        })?;
-    }
-    Ok(())
+/// Builds the book (`course-tools book`); its errors show as they come.
+pub fn build() -> Result<()> {
+    let mut command = tools::course_tools();
+    command.arg("book");
+    cargo::run(command, "the book build")
 }
 
 /// Folders and files of this repository that book pages may point at.
@@ -50,6 +18,7 @@ const REPOSITORY_PREFIXES: &[&str] = &[
     "solutions/",
     "book/",
     "xtask/",
+    "tools/",
     "platform/",
     "models/fixtures",
     "models/models.toml",

@@ -4,7 +4,7 @@
 //! borrowed; stubs and solutions share one API; the code is formatted and lint-free; and the book
 //! builds and points only at things that exist.
 
-use crate::{api_check, book, cargo, chapters, manifest_check, models, test, test_runner};
+use crate::{book, cargo, chapters, manifest_check, models, test, test_runner, tools};
 use anyhow::{bail, Result};
 
 pub fn run() -> Result<()> {
@@ -30,6 +30,10 @@ pub fn run() -> Result<()> {
         "test-support",
         "--package",
         "xtask",
+        "--package",
+        "model-convert",
+        "--package",
+        "course-tools",
         // `tiny-llm` as a process, on every chapter's solution.
         "--package",
         "engine",
@@ -114,7 +118,7 @@ pub fn run() -> Result<()> {
         let stub_src = root.join(chapter.folder()).join("src");
         let solution_src = root.join(chapter.solution_folder()).join("src");
         problems.extend(
-            api_check::compare(&stub_src, &solution_src)?
+            tools::api_check(&stub_src, &solution_src)?
                 .into_iter()
                 .map(|problem| format!("{}: {problem}", chapter.name)),
         );

@@ -1,28 +1,22 @@
-//! `cargo xtask`: the one entry point for learners, instructors and CI.
-//! It never links MLX itself, so it builds in seconds and can explain a broken setup.
+//! `cargo xtask`: the one entry point for learners, instructors and CI. A thin dispatcher: it
+//! never links MLX, and the commands with heavy dependencies live in tools/ and run as processes
+//! (xtask/src/tools.rs), so it builds in seconds and can explain a broken setup.
 
-mod api_check;
-mod bench;
 mod book;
-mod cargo;
-mod chapters;
 mod check_solutions;
 mod doctor;
-mod fuzz;
-mod gpu;
-mod load_test;
 mod manifest_check;
-mod models;
-mod run;
 mod test;
 mod test_runner;
 
-use clap::{Parser, Subcommand};
-use std::process::ExitCode;
+use clap::{Args, Parser, Subcommand};
+use std::{ffi::OsString, process::ExitCode};
+use xtask::{cargo, chapters, models, run, tools};
 
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Build an LLM inference engine on MLX, chapter by chapter"
 )]
 pub struct Cli {
@@ -43,27 +37,29 @@ enum Command {
     /// For instructors and CI: solutions pass, stubs fail, APIs match, lints are clean, the book builds.
     CheckSolutions,
     /// Build the course book (book/) and optionally serve it on localhost.
-    Book {
-        /// Serve the built book at http://127.0.0.1:PORT/.
-        #[arg(long)]
-        serve: bool,
-        #[arg(long, default_value_t = 3000)]
-        port: u16,
-    },
+    ///
+    /// `--serve` serves it at http://127.0.0.1:PORT/ (`--port`, default 3000).
+    #[command(disable_help_flag = true)]
+    Book(Tool),
     /// Measure the engine: prompt sets (default), `--compare` with mlx-lm and llama.cpp,
     /// `kv-cache`, `batching`.
     ///
     /// Options after `kv-cache` or `batching` go to that benchmark: `cargo xtask bench kv-cache
     /// -- --help` lists them.
-    Bench(bench::BenchArgs),
+    #[command(disable_help_flag = true)]
+    Bench(Tool),
     /// Fuzz the parsers of untrusted files (GGUF, safetensors headers, config.json) for a bounded time.
-    Fuzz(fuzz::FuzzArgs),
+    #[command(disable_help_flag = true)]
+    Fuzz(Tool),
     /// Drive the release server with concurrent clients on loopback: throughput, latency, errors, memory.
-    LoadTest(load_test::LoadTestArgs),
+    #[command(disable_help_flag = true)]
+    LoadTest(Tool),
     /// Run the engine on a lent NVIDIA machine: `pack` builds for CUDA, `stage N` readies one call.
-    Gpu(gpu::GpuArgs),
+    #[command(disable_help_flag = true)]
+    Gpu(Tool),
     /// Fetch and convert models (the built-in SmolLM2, or one from models/models.toml).
-    Models(models::ModelsArgs),
+    #[command(disable_help_flag = true)]
+    Models(Tool),
     /// Generate text with the engine (built from the solutions, or from your chapters with --mine).
     ///
     /// Everything after the options goes to the engine: `cargo xtask run -- --help` lists it.
@@ -75,6 +71,23 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// A command that lives in a tools/ crate: clap here only lists it; its arguments go there as
+/// given (`--help` and `--` included), and its own `--help` shows its options.
+#[derive(Args)]
+struct Tool {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    _args: Vec<OsString>,
+}
+
+/// The arguments after the subcommand's name, exactly as given: clap would drop a `--`.
+fn tool_args() -> impl Iterator<Item = OsString> {
+    std::env::args_os().skip(2)
 }
 
 fn main() -> ExitCode {
@@ -91,14 +104,18 @@ fn main() -> ExitCode {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Doctor { bench } => doctor::run(bench),
-        Command::Models(args) => models::run(args),
-        Command::Gpu(args) => gpu::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::Fuzz(args) => fuzz::run(args),
-        Command::LoadTest(args) => load_test::run(args),
+        Command::Models(_) => tools::forward(tools::model_convert().args(tool_args())),
+        Command::Gpu(_) => course_tools("gpu"),
+        Command::Bench(_) => course_tools("bench"),
+        Command::Fuzz(_) => course_tools("fuzz"),
+        Command::LoadTest(_) => course_tools("load-test"),
         Command::Test(args) => test::run(args),
         Command::CheckSolutions => check_solutions::run(),
-        Command::Book { serve, port } => book::run(serve, port),
+        Command::Book(_) => course_tools("book"),
         Command::Run { mine, args } => run::run(mine, args),
     }
+}
+
+fn course_tools(command: &str) -> anyhow::Result<()> {
+    tools::forward(tools::course_tools().arg(command).args(tool_args()))
 }

@@ -1,6 +1,6 @@
 //! The peers of `cargo xtask bench --compare`: mlx-lm and llama.cpp (through llama-cpp-python),
 //! installed on first use into a private virtualenv, each run through its script in
-//! xtask/peers/ on a job file, printing one JSON object per measured run.
+//! tools/course-tools/peers/ on a job file, printing one JSON object per measured run.
 
 use crate::cargo::workspace_root;
 use anyhow::{bail, Context, Result};
@@ -44,7 +44,7 @@ pub struct PeerRun {
 }
 
 fn peers_dir() -> PathBuf {
-    workspace_root().join("xtask").join("peers")
+    workspace_root().join("tools/course-tools/peers")
 }
 
 /// The virtualenv's Python, with the pinned peers installed: at once when a previous run
@@ -162,8 +162,8 @@ fn use_system_openblas(venv: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs `script` (in xtask/peers/) on `job` with `python`, ticking `bar` at each measured run,
-/// and returns the runs. Its stderr goes to `log`, shown when it fails.
+/// Runs `script` (in tools/course-tools/peers/) on `job` with `python`, ticking `bar` at each
+/// measured run, and returns the runs. Its stderr goes to `log`, shown when it fails.
 pub fn run_script(
     python: &Path,
     script: &str,

@@ -159,7 +159,7 @@ mod tests {
 
     #[test]
     fn the_committed_registry_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/models.toml");
+        let path = crate::workspace_root().join("models/models.toml");
         let registry = Registry::load(&path).expect("models/models.toml parses");
         let default = registry.get(None).expect("the default is listed");
         assert!(matches!(default.source, Source::Pypi(_)));

@@ -25,7 +25,7 @@ pub struct FuzzArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Target {
-    /// xtask's GGUF reader (`models fetch`), on arbitrary bytes.
+    /// The GGUF reader of tools/model-convert (`models fetch`), on arbitrary bytes.
     Gguf,
     /// The loader's safetensors header check, on arbitrary bytes.
     Safetensors,

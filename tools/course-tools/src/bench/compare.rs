@@ -315,7 +315,7 @@ fn read_engine_report(path: &Path) -> Result<EngineReport> {
         .with_context(|| format!("{} is not the engine's report", path.display()))?;
     if report.schema_version != 1 {
         bail!(
-            "{} has schema version {}; this xtask reads version 1",
+            "{} has schema version {}; `cargo xtask bench --compare` reads version 1",
             path.display(),
             report.schema_version
         );
