@@ -7,6 +7,28 @@
 use crate::{book, cargo, chapters, manifest_check, models, test, test_runner, tools};
 use anyhow::{bail, Result};
 
+/// rustfmt and clippy, which a minimal rustup profile leaves out: added with rustup when missing.
+fn ensure_lint_tools() -> Result<()> {
+    let runs = |tool: &str| {
+        cargo::command()
+            .args([tool, "--version"])
+            .output()
+            .is_ok_and(|output| output.status.success())
+    };
+    if runs("fmt") && runs("clippy") {
+        return Ok(());
+    }
+    eprintln!("rustfmt or clippy is missing; running: rustup component add rustfmt clippy");
+    let added = std::process::Command::new("rustup")
+        .args(["component", "add", "rustfmt", "clippy"])
+        .status()
+        .is_ok_and(|status| status.success());
+    if !(added && runs("fmt") && runs("clippy")) {
+        bail!("check-solutions needs rustfmt and clippy: install them (`rustup component add rustfmt clippy`, or your distribution's packages)");
+    }
+    Ok(())
+}
+
 pub fn run() -> Result<()> {
     let mut problems: Vec<String> = Vec::new();
     let mut rows = Vec::new();
@@ -126,6 +148,24 @@ pub fn run() -> Result<()> {
     test::print_table(&rows);
     println!("solution tests: {passed} passed, {failed} failed");
 
+    eprintln!("== the shipped MLX C bindings against their generator");
+    let mut bindings = cargo::command();
+    bindings.args([
+        "run",
+        "--quiet",
+        "--package",
+        "mlx-bindgen",
+        "--",
+        "--check",
+    ]);
+    if cargo::run(bindings, "the bindings check").is_err() {
+        problems.push(
+            "platform/mlx-sys/bindings are stale: `cargo run -p mlx-bindgen` regenerates them"
+                .into(),
+        );
+    }
+
+    ensure_lint_tools()?;
     eprintln!("== cargo fmt --check");
     let mut format = cargo::command();
     format.args(["fmt", "--all", "--check"]);

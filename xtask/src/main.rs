@@ -11,7 +11,7 @@ mod test_runner;
 
 use clap::{Args, Parser, Subcommand};
 use std::{ffi::OsString, process::ExitCode};
-use xtask::{cargo, chapters, models, run, tools};
+use xtask::{cargo, chapters, models, run, system, tools};
 
 #[derive(Parser)]
 #[command(
@@ -102,6 +102,18 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
+    if matches!(
+        command,
+        Command::Doctor { .. }
+            | Command::Test(_)
+            | Command::CheckSolutions
+            | Command::Run { .. }
+            | Command::Bench(_)
+            | Command::LoadTest(_)
+    ) {
+        // These build crates that link MLX.
+        system::ensure_build_prerequisites()?;
+    }
     match command {
         Command::Doctor { bench } => doctor::run(bench),
         Command::Models(_) => tools::forward(tools::model_convert().args(tool_args())),

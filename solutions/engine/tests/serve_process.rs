@@ -45,24 +45,31 @@ fn start(mut command: Command) -> Running {
             let _ = lines.send(line);
         }
     });
+    // Owned by `Running` from here on, so that a failed start still kills and reaps the server.
+    let mut running = Running {
+        child,
+        address: String::new(),
+        stderr,
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = stderr
+    while running.address.is_empty() {
+        let Ok(line) = running
+            .stderr
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("tiny-llm serve did not say where it serves within 60 s"));
+        else {
+            let _ = running.child.kill();
+            let _ = running.child.wait();
+            panic!("tiny-llm serve did not say where it serves within 60 s");
+        };
         if let Some(rest) = line.split("http://").nth(1) {
-            let address = rest
+            running.address = rest
                 .split_whitespace()
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            return Running {
-                child,
-                address,
-                stderr,
-            };
         }
     }
+    running
 }
 
 /// GET `path` (with a bearer `key`) and the answer's status line.

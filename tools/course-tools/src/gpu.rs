@@ -328,8 +328,8 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// The mlx-cuda-13 wheel the bridge downloaded, unpacked as pip would lay it out (without its
-/// metadata), with libmlx stripped. The original wheel, not the bridge's cache: the cache's
-/// reference BLAS is a link to this machine's OpenBLAS.
+/// metadata), with libmlx stripped. The original wheel, not the bridge's cache: there the
+/// reference BLAS is the bridge's stand-in forwarding to OpenBLAS from PyPI, built for this machine.
 fn unpack_cuda_wheel(target: &Path, to: &Path) -> Result<()> {
     let wheel = find_cuda_wheel(target)?;
     let file = fs::File::open(&wheel)?;

@@ -86,7 +86,7 @@ pub fn ready_python(bench_dir: &Path) -> Result<PathBuf> {
             .env("CMAKE_BUILD_PARALLEL_LEVEL", num_cpus().to_string()),
         "pip install of the peers (check that PyPI is reachable, and cmake's prerequisites: a C++ compiler)",
     )?;
-    use_system_openblas(&partial)?;
+    use_bridge_openblas(&partial)?;
     std::fs::write(partial.join("installed-requirements.txt"), &pinned)
         .context("cannot write the virtualenv's marker")?;
     if venv.exists() {
@@ -114,50 +114,67 @@ fn run_step(command: &mut Command, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// The Linux `mlx-cpu` wheel loads its bundled reference BLAS by file name; pointing that file at
-/// the system's OpenBLAS gives mlx-lm the same f32 GEMMs as our engine (platform/mlx-sys does the
-/// same to the MLX we link). Without OpenBLAS the comparison would measure BLAS, not engines.
-fn use_system_openblas(venv: &Path) -> Result<()> {
+/// The Linux `mlx-cpu` wheel loads its bundled reference BLAS by file name. The bridge
+/// (platform/mlx-sys/build/blas.rs) puts a stand-in under that name that forwards to OpenBLAS from
+/// PyPI; copying the stand-in and that OpenBLAS from the bridge's cache into the virtualenv gives
+/// mlx-lm the same f32 GEMMs as our engine. Without it the comparison would measure BLAS, not engines.
+fn use_bridge_openblas(venv: &Path) -> Result<()> {
     if !cfg!(target_os = "linux") {
         return Ok(());
     }
-    let output = Command::new("ldconfig")
-        .arg("-p")
-        .output()
-        .or_else(|_| Command::new("/sbin/ldconfig").arg("-p").output())
-        .context("cannot run ldconfig -p to find OpenBLAS")?;
-    let listing = String::from_utf8_lossy(&output.stdout);
-    let openblas = listing
-        .lines()
-        .filter(|line| line.trim_start().starts_with("libopenblas.so.0 "))
-        .find_map(|line| line.split("=>").nth(1))
-        .map(|path| PathBuf::from(path.trim()))
-        .context(
-            "OpenBLAS (libopenblas.so.0) was not found: apt-get install libopenblas0-pthread",
-        )?;
-    let pattern = venv.join("lib");
-    let libs: Vec<PathBuf> = std::fs::read_dir(&pattern)
-        .with_context(|| format!("cannot list {}", pattern.display()))?
+    let cache = std::env::var_os("MLX_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/mlx"));
+    let bridge = std::fs::read_dir(&cache)
+        .with_context(|| format!("cannot list the bridge's MLX cache {}", cache.display()))?
         .flatten()
-        .map(|python| python.path().join("site-packages").join("mlx_cpu.libs"))
-        .filter(|dir| dir.is_dir())
+        .map(|entry| entry.path())
+        .find(|path| {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            name.starts_with("mlx-cpu-") && name.contains("-with-scipy-openblas32-")
+        })
+        .with_context(|| {
+            format!(
+                "no MLX with OpenBLAS in {}: build the engine first (cargo xtask run)",
+                cache.display()
+            )
+        })?;
+    let site_packages: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
+        .with_context(|| format!("cannot list {}", venv.join("lib").display()))?
+        .flatten()
+        .map(|python| python.path().join("site-packages"))
+        .filter(|dir| dir.join("mlx_cpu.libs").is_dir())
         .collect();
-    let mut linked = 0;
-    for dir in libs {
-        for entry in std::fs::read_dir(&dir)?.flatten() {
+    if site_packages.is_empty() {
+        bail!("no mlx_cpu.libs in the virtualenv: has the mlx-cpu wheel changed?");
+    }
+    for site in site_packages {
+        // The stand-in finds OpenBLAS through its runpath, $ORIGIN/../scipy_openblas32/lib.
+        copy_files(
+            &bridge.join("scipy_openblas32/lib"),
+            &site.join("scipy_openblas32/lib"),
+        )?;
+        for entry in std::fs::read_dir(bridge.join("mlx_cpu.libs"))?.flatten() {
             if entry.file_name().to_string_lossy().starts_with("libblas-") {
-                let path = entry.path();
-                std::fs::remove_file(&path)
-                    .and_then(|()| std::os::unix::fs::symlink(&openblas, &path))
-                    .with_context(|| format!("cannot link {} to OpenBLAS", path.display()))?;
-                linked += 1;
+                let to = site.join("mlx_cpu.libs").join(entry.file_name());
+                std::fs::copy(entry.path(), &to).with_context(|| {
+                    format!("cannot copy the BLAS stand-in to {}", to.display())
+                })?;
             }
         }
     }
-    if linked == 0 {
-        bail!(
-            "no bundled libblas-*.so in the virtualenv's mlx_cpu.libs: has the mlx-cpu wheel changed?"
-        );
+    Ok(())
+}
+
+fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)
+        .with_context(|| format!("cannot list {}", from.display()))?
+        .flatten()
+    {
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
     }
     Ok(())
 }
