@@ -1,7 +1,16 @@
-//! A llama-architecture GGUF to the two model directories: HF layout in float32, and MLX's quantized
-//! layout (the GGUF's own Q4_1/Q8_0 numbers, repacked).
+//! A llama, qwen2 or qwen3 GGUF to model directories: HF layout in float32, and MLX's quantized
+//! layout (the GGUF's own Q4_0/Q4_1/Q8_0 numbers, repacked).
+//!
+//! The three differ only in a few tensors: Qwen2 has biases on q, k and v; Qwen3 an RMSNorm on
+//! each head of q and k. And llama.cpp's converter (`convert_hf_to_gguf.py`) permutes the q/k rows
+//! of Llama models only (`LlamaModel.modify_tensors`); Qwen2 and Qwen3 keep HF's row order, since
+//! llama.cpp runs them with the NeoX-style (rotate-half) RoPE that HF uses.
 
-use std::{borrow::Cow, collections::HashMap, path::Path};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    path::Path,
+};
 
 use anyhow::{bail, ensure, Context, Result};
 use half::f16;
@@ -18,9 +27,16 @@ use super::{
     unpermute::unpermute_rows,
 };
 
-/// The HF `config.json` of a Llama model, with values from the GGUF's `llama.*` metadata.
+/// The GGUF architectures this converter knows, with their HF class.
+const ARCHITECTURES: [(&str, &str); 3] = [
+    ("llama", "LlamaForCausalLM"),
+    ("qwen2", "Qwen2ForCausalLM"),
+    ("qwen3", "Qwen3ForCausalLM"),
+];
+
+/// The HF `config.json` of a model, with values from the GGUF's `{arch}.*` metadata.
 #[derive(Debug, Clone, Serialize)]
-pub struct LlamaConfig {
+pub struct HfConfig {
     architectures: [&'static str; 1],
     model_type: &'static str,
     hidden_size: usize,
@@ -37,22 +53,21 @@ pub struct LlamaConfig {
     tie_word_embeddings: bool,
     attention_bias: bool,
     mlp_bias: bool,
-    bos_token_id: u32,
+    bos_token_id: Option<u32>,
     eos_token_id: u32,
     torch_dtype: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     quantization: Option<Json>,
 }
 
-impl LlamaConfig {
+impl HfConfig {
     pub fn from_gguf(gguf: &Gguf) -> Result<Self> {
         let file = gguf.path().display();
         let arch = gguf.get_str("general.architecture")?;
-        ensure!(
-            arch == "llama",
-            "{file}: architecture {arch:?} cannot be converted (only llama)"
-        );
-        let u = |key: &str| gguf.get_u32(&format!("llama.{key}")).map(|v| v as usize);
+        let Some(&(model_type, class)) = ARCHITECTURES.iter().find(|(a, _)| *a == arch) else {
+            bail!("{file}: architecture {arch:?} cannot be converted (only llama, qwen2, qwen3)");
+        };
+        let u = |key: &str| gguf.get_u32(&format!("{arch}.{key}")).map(|v| v as usize);
         let (hidden, n_head) = (u("embedding_length")?, u("attention.head_count")?);
         ensure!(
             n_head > 0 && hidden % n_head == 0,
@@ -69,6 +84,12 @@ impl LlamaConfig {
                 "{file}: RoPE on {rope_dims} of {head_dim} dimensions is not supported"
             );
         }
+        if let Ok(scaling) = gguf.get_str(&format!("{arch}.rope.scaling.type")) {
+            ensure!(
+                scaling == "none",
+                "{file}: RoPE scaling {scaling:?} is not supported"
+            );
+        }
         let n_kv_head = u("attention.head_count_kv").unwrap_or(n_head);
         ensure!(
             n_kv_head > 0 && n_head % n_kv_head == 0,
@@ -78,9 +99,9 @@ impl LlamaConfig {
             Ok(n) => n,
             Err(_) => gguf.get_str_array("tokenizer.ggml.tokens")?.len(),
         };
-        Ok(LlamaConfig {
-            architectures: ["LlamaForCausalLM"],
-            model_type: "llama",
+        Ok(HfConfig {
+            architectures: [class],
+            model_type,
             hidden_size: hidden,
             intermediate_size: u("feed_forward_length")?,
             num_hidden_layers: u("block_count")?,
@@ -88,18 +109,52 @@ impl LlamaConfig {
             num_key_value_heads: n_kv_head,
             head_dim,
             hidden_act: "silu",
-            rms_norm_eps: gguf.get_f32("llama.attention.layer_norm_rms_epsilon")?,
-            rope_theta: gguf.get_f32("llama.rope.freq_base").unwrap_or(10_000.0),
-            max_position_embeddings: gguf.get_u32("llama.context_length")?,
+            rms_norm_eps: gguf.get_f32(&format!("{arch}.attention.layer_norm_rms_epsilon"))?,
+            rope_theta: gguf
+                .get_f32(&format!("{arch}.rope.freq_base"))
+                .unwrap_or(10_000.0),
+            max_position_embeddings: gguf.get_u32(&format!("{arch}.context_length"))?,
             vocab_size,
             tie_word_embeddings: gguf.tensor("output.weight").is_err(),
-            attention_bias: false,
+            attention_bias: model_type == "qwen2",
             mlp_bias: false,
-            bos_token_id: gguf.get_u32("tokenizer.ggml.bos_token_id")?,
+            bos_token_id: gguf.get_u32("tokenizer.ggml.bos_token_id").ok(),
             eos_token_id: gguf.get_u32("tokenizer.ggml.eos_token_id")?,
             torch_dtype: "float32",
             quantization: None,
         })
+    }
+
+    /// Fails with every tensor type of the file that cannot be dequantized, before any work.
+    pub fn check_tensor_types(gguf: &Gguf) -> Result<()> {
+        let mut unsupported: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for info in &gguf.tensors {
+            if !dequant::SUPPORTED.contains(&info.ty) {
+                unsupported
+                    .entry(info.ty.to_string())
+                    .or_default()
+                    .push(&info.name);
+            }
+        }
+        if unsupported.is_empty() {
+            return Ok(());
+        }
+        let found: Vec<String> = unsupported
+            .iter()
+            .map(|(ty, names)| match names.as_slice() {
+                [one] => format!("{ty} (1 tensor: {one})"),
+                [first, ..] => format!("{ty} ({} tensors, e.g. {first})", names.len()),
+                [] => ty.clone(),
+            })
+            .collect();
+        let supported: Vec<String> = dequant::SUPPORTED.iter().map(|t| t.to_string()).collect();
+        bail!(
+            "{}: tensor types {} cannot be read; supported: {}. Pick a GGUF of one of these types \
+             (e.g. the Q8_0 or F16 file of the model, or llama.cpp's `llama-quantize --pure` output)",
+            gguf.path().display(),
+            found.join(", "),
+            supported.join(", ")
+        )
     }
 }
 
@@ -113,7 +168,7 @@ struct Mapped<'a> {
 
 /// Maps every GGUF tensor to its HF name, checking that the set and the shapes are what the
 /// config says.
-fn map_tensors<'a>(gguf: &'a Gguf, config: &LlamaConfig) -> Result<Vec<Mapped<'a>>> {
+fn map_tensors<'a>(gguf: &'a Gguf, config: &HfConfig) -> Result<Vec<Mapped<'a>>> {
     let file = gguf.path().display();
     let (hidden, head_dim) = (config.hidden_size, config.head_dim);
     let (q_rows, kv_rows) = (
@@ -129,7 +184,18 @@ fn map_tensors<'a>(gguf: &'a Gguf, config: &LlamaConfig) -> Result<Vec<Mapped<'a
     if !config.tie_word_embeddings {
         expected.insert("output.weight".into(), vec![vocab, hidden]);
     }
+    let (qwen2, qwen3) = (config.model_type == "qwen2", config.model_type == "qwen3");
     for layer in 0..config.num_hidden_layers {
+        if qwen2 {
+            for (kind, rows) in [("attn_q", q_rows), ("attn_k", kv_rows), ("attn_v", kv_rows)] {
+                expected.insert(format!("blk.{layer}.{kind}.bias"), vec![rows]);
+            }
+        }
+        if qwen3 {
+            for kind in ["attn_q_norm", "attn_k_norm"] {
+                expected.insert(format!("blk.{layer}.{kind}.weight"), vec![head_dim]);
+            }
+        }
         for (kind, shape) in [
             ("attn_norm", vec![hidden]),
             ("ffn_norm", vec![hidden]),
@@ -149,8 +215,8 @@ fn map_tensors<'a>(gguf: &'a Gguf, config: &LlamaConfig) -> Result<Vec<Mapped<'a
     for info in &gguf.tensors {
         let shape = expected.remove(&info.name).with_context(|| {
             format!(
-                "{file}: unexpected tensor {:?} for a Llama model",
-                info.name
+                "{file}: unexpected tensor {:?} for a {} model",
+                info.name, config.model_type
             )
         })?;
         ensure!(
@@ -175,30 +241,36 @@ fn map_tensors<'a>(gguf: &'a Gguf, config: &LlamaConfig) -> Result<Vec<Mapped<'a
     Ok(mapped)
 }
 
-/// The HF name of a GGUF tensor name already checked by [`map_tensors`], and the heads to unpermute.
-fn hf_name(name: &str, config: &LlamaConfig) -> (String, Option<usize>) {
+/// The HF name of a GGUF tensor name already checked by [`map_tensors`], and the heads to
+/// unpermute (Llama's q and k only).
+fn hf_name(name: &str, config: &HfConfig) -> (String, Option<usize>) {
     match name {
         "token_embd.weight" => ("model.embed_tokens.weight".into(), None),
         "output_norm.weight" => ("model.norm.weight".into(), None),
         "output.weight" => ("lm_head.weight".into(), None),
         _ => {
             let mut parts = name.split('.').skip(1);
-            let (layer, kind) = (
+            let (layer, kind, suffix) = (
+                parts.next().unwrap_or_default(),
                 parts.next().unwrap_or_default(),
                 parts.next().unwrap_or_default(),
             );
+            let permuted = config.model_type == "llama";
             let (module, heads) = match kind {
                 "attn_q" => ("self_attn.q_proj", Some(config.num_attention_heads)),
                 "attn_k" => ("self_attn.k_proj", Some(config.num_key_value_heads)),
                 "attn_v" => ("self_attn.v_proj", None),
                 "attn_output" => ("self_attn.o_proj", None),
+                "attn_q_norm" => ("self_attn.q_norm", None),
+                "attn_k_norm" => ("self_attn.k_norm", None),
                 "ffn_gate" => ("mlp.gate_proj", None),
                 "ffn_up" => ("mlp.up_proj", None),
                 "ffn_down" => ("mlp.down_proj", None),
                 "attn_norm" => ("input_layernorm", None),
                 _ => ("post_attention_layernorm", None),
             };
-            (format!("model.layers.{layer}.{module}.weight"), heads)
+            let heads = heads.filter(|_| permuted);
+            (format!("model.layers.{layer}.{module}.{suffix}"), heads)
         }
     }
 }
@@ -206,7 +278,7 @@ fn hf_name(name: &str, config: &LlamaConfig) -> (String, Option<usize>) {
 /// Writes `config.json` and `model.safetensors` (every tensor dequantized to float32) into `dir`.
 pub fn write_float32(
     gguf: &Gguf,
-    config: &LlamaConfig,
+    config: &HfConfig,
     dir: &Path,
     progress: &ProgressBar,
 ) -> Result<()> {
@@ -225,7 +297,9 @@ pub fn write_float32(
                 )
             })?;
         let shape = m.info.shape();
-        let values = in_hf_row_order(values, m.unpermute_heads, shape.iter().skip(1).product());
+        // A bias is one row of length 1 per output.
+        let row_len = shape.iter().skip(1).product();
+        let values = in_hf_row_order(values, m.unpermute_heads, row_len);
         tensors.push((
             m.hf_name.clone(),
             Tensor {
@@ -240,11 +314,11 @@ pub fn write_float32(
     write_json(&dir.join("config.json"), config)
 }
 
-/// Writes `config.json` and `model.safetensors` in MLX's quantized layout into `dir`: Q4_1 matrices
+/// Writes `config.json` and `model.safetensors` in MLX's quantized layout into `dir`: Q4_0 and Q4_1 matrices
 /// as 4-bit and Q8_0 ones as 8-bit (group size 32, float16 scales and biases), norms in float32.
 pub fn write_mlx_quantized(
     gguf: &Gguf,
-    config: &LlamaConfig,
+    config: &HfConfig,
     dir: &Path,
     progress: &ProgressBar,
 ) -> Result<()> {
@@ -275,9 +349,10 @@ pub fn write_mlx_quantized(
             continue;
         }
         let packed = match m.info.ty {
+            TensorType::Q4_0 => mlx_pack::pack_q4_0(bytes).with_context(|| format!("{file}: tensor {:?}", m.info.name))?,
             TensorType::Q4_1 => mlx_pack::pack_q4_1(bytes),
             TensorType::Q8_0 => mlx_pack::pack_q8_0(bytes).with_context(|| format!("{file}: tensor {:?}", m.info.name))?,
-            ty => bail!("{file}: tensor {:?} is {ty}; the MLX quantized layout is made from Q4_1 or Q8_0 only", m.info.name),
+            ty => bail!("{file}: tensor {:?} is {ty}; the MLX quantized layout is made from Q4_0, Q4_1 or Q8_0 only", m.info.name),
         };
         let module = m.hf_name.trim_end_matches(".weight");
         if packed.bits != 4 {
@@ -319,7 +394,7 @@ pub fn write_mlx_quantized(
     }
     progress.set_message("writing model.safetensors");
     write_safetensors(&dir.join("model.safetensors"), tensors, "mlx")?;
-    let config = LlamaConfig {
+    let config = HfConfig {
         quantization: Some(quantization),
         ..config.clone()
     };
@@ -465,7 +540,7 @@ mod tests {
     fn convert(builder: Builder) -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let gguf = Gguf::parse(Path::new("tiny.gguf"), builder.build()).expect("valid GGUF");
-        let config = LlamaConfig::from_gguf(&gguf).expect("llama config");
+        let config = HfConfig::from_gguf(&gguf).expect("llama config");
         let (float32, quantized) = (dir.path().join("f32"), dir.path().join("q"));
         for d in [&float32, &quantized] {
             std::fs::create_dir(d).expect("mkdir");
@@ -603,7 +678,7 @@ mod tests {
     fn a_tensor_of_the_wrong_shape_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let gguf = Gguf::parse(Path::new("tiny.gguf"), tiny_llama(64).build()).expect("valid GGUF");
-        let config = LlamaConfig::from_gguf(&gguf).expect("llama config");
+        let config = HfConfig::from_gguf(&gguf).expect("llama config");
         let error = write_float32(&gguf, &config, dir.path(), &ProgressBar::hidden())
             .expect_err("k has 64 rows")
             .to_string();

@@ -1,21 +1,37 @@
-//! Dequantization of the GGUF tensor types SmolLM2 uses, to float32, exactly as ggml computes it.
+//! Dequantization of GGUF tensors to float32, exactly as ggml computes it.
 //!
-//! - F32, F16: plain little-endian floats.
+//! - F32, F16, BF16: plain little-endian floats.
 //! - Q8_0, blocks of 32: f16 scale `d`, then 32 int8 `q`; `w = d * q`.
 //! - Q4_1, blocks of 32: f16 scale `d`, f16 minimum `m`, then 16 bytes; element `i` is the low
 //!   nibble of byte `i`, element `i + 16` its high nibble; `w = d * q + m`.
+//! - Q4_0, blocks of 32: f16 scale `d`, then 16 bytes of nibbles as in Q4_1; `w = d * (q - 8)`.
 
 use half::f16;
 
 use super::gguf::TensorType;
 
+/// The types [`dequantize`] reads.
+pub const SUPPORTED: [TensorType; 6] = [
+    TensorType::F32,
+    TensorType::F16,
+    TensorType::BF16,
+    TensorType::Q8_0,
+    TensorType::Q4_0,
+    TensorType::Q4_1,
+];
+
 /// Dequantizes a tensor's bytes (whole blocks, as the GGUF reader guarantees) to float32, or
-/// returns `None` for a type other than these four.
+/// returns `None` for a type not in [`SUPPORTED`].
 pub fn dequantize(ty: TensorType, bytes: &[u8]) -> Option<Vec<f32>> {
     let dequantize_block: fn(&[u8], &mut [f32]) = match ty {
         TensorType::F32 => |b, out| out[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
         TensorType::F16 => |b, out| out[0] = f16_at(b, 0),
+        // bfloat16 is the top half of a float32.
+        TensorType::BF16 => {
+            |b, out| out[0] = f32::from_bits(u32::from(u16::from_le_bytes([b[0], b[1]])) << 16)
+        }
         TensorType::Q8_0 => q8_0_block,
+        TensorType::Q4_0 => q4_0_block,
         TensorType::Q4_1 => q4_1_block,
         _ => return None,
     };
@@ -40,6 +56,14 @@ fn q8_0_block(block: &[u8], out: &mut [f32]) {
     let d = f16_at(block, 0);
     for (w, &q) in out.iter_mut().zip(&block[2..]) {
         *w = d * f32::from(q as i8);
+    }
+}
+
+fn q4_0_block(block: &[u8], out: &mut [f32]) {
+    let d = f16_at(block, 0);
+    for (i, &q) in block[2..18].iter().enumerate() {
+        out[i] = d * (f32::from(q & 0x0f) - 8.0);
+        out[i + 16] = d * (f32::from(q >> 4) - 8.0);
     }
 }
 
@@ -82,6 +106,22 @@ mod tests {
         assert_eq!(w[15], 2.75); // 0.25 * 15 - 1
         assert_eq!(w[16], 2.75); // high nibble of byte 0 is 15
         assert_eq!(w[31], -1.0); // high nibble of byte 15 is 0
+    }
+
+    #[test]
+    fn q4_0_block_is_scale_times_nibble_minus_8() {
+        let mut block = f16_bytes(0.5).to_vec();
+        block.extend((0..16u8).map(|i| ((15 - i) << 4) | i));
+        let w = dequantize(TensorType::Q4_0, &block).expect("Q4_0 is supported");
+        assert_eq!((w[0], w[8], w[15]), (-4.0, 0.0, 3.5)); // 0.5 * (q - 8)
+        assert_eq!((w[16], w[31]), (3.5, -4.0));
+    }
+
+    #[test]
+    fn bf16_is_the_top_half_of_f32() {
+        let bits = (-1.5f32).to_bits() >> 16;
+        let w = dequantize(TensorType::BF16, &(bits as u16).to_le_bytes());
+        assert_eq!(w, Some(vec![-1.5]));
     }
 
     #[test]

@@ -19,6 +19,8 @@ mod dequant;
 #[cfg(feature = "convert")]
 mod download;
 #[cfg(feature = "convert")]
+mod hub;
+#[cfg(feature = "convert")]
 mod mlx_pack;
 #[cfg(feature = "convert")]
 mod models;

@@ -4,6 +4,7 @@
 //! and `biases` (`[out, in / group_size]`), and dequantizes `w = scale * q + bias`. Element `j` of a
 //! word sits in bits `j * bits .. (j + 1) * bits`, elements in order along the input dimension.
 //! - Q4_1 (`w = d * q + m`, q in 0..16) is that with group 32, 4 bits, scale `d`, bias `m`.
+//! - Q4_0 (`w = d * (q - 8)`, q in 0..16) is that with group 32, 4 bits, scale `d`, bias `-8 * d`.
 //! - Q8_0 (`w = d * q`, q in -128..128) is that with group 32, 8 bits, `q + 128` and bias `-128 * d`.
 //!
 //! Scales and biases stay float16, the type the GGUF holds them in, so nothing is rounded.
@@ -26,7 +27,7 @@ pub struct Packed {
 }
 
 #[derive(Debug, Error, PartialEq)]
-#[error("Q8_0 block {block} has scale {d}: its MLX bias -128 * d does not fit in float16")]
+#[error("block {block} has scale {d}: its MLX bias (-8 * d or -128 * d) does not fit in float16")]
 pub struct BiasOverflow {
     pub block: usize,
     pub d: f32,
@@ -48,6 +49,30 @@ pub fn pack_q4_1(bytes: &[u8]) -> Packed {
         packed.biases.push(f16::from_le_bytes([block[2], block[3]]));
     }
     packed
+}
+
+pub fn pack_q4_0(bytes: &[u8]) -> Result<Packed, BiasOverflow> {
+    let blocks = bytes.chunks_exact(TensorType::Q4_0.block().1 as usize);
+    let mut packed = Packed::with_capacity(4, blocks.len());
+    for (index, block) in blocks.enumerate() {
+        let d = f16::from_le_bytes([block[0], block[1]]);
+        let bias = f16::from_f32(-8.0 * d.to_f32());
+        if !bias.is_finite() {
+            return Err(BiasOverflow {
+                block: index,
+                d: d.to_f32(),
+            });
+        }
+        let mut q = [0u8; GROUP_SIZE];
+        for (i, &byte) in block[2..18].iter().enumerate() {
+            q[i] = byte & 0x0f;
+            q[i + 16] = byte >> 4;
+        }
+        packed.push_group(&q);
+        packed.scales.push(d);
+        packed.biases.push(bias);
+    }
+    Ok(packed)
 }
 
 pub fn pack_q8_0(bytes: &[u8]) -> Result<Packed, BiasOverflow> {

