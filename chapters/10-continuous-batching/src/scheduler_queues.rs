@@ -39,18 +39,29 @@ pub(crate) struct Prefilling {
     pub(crate) cache: Vec<KvCache>,
 }
 
-/// A request in the batch: its cache is a row of the batched cache.
-pub(crate) struct Decoding {
-    pub(crate) request: Request,
-    pub(crate) sampler: Sampler,
+/// A request in the batch: its cache is a row of the batched cache. (Chapter 13's paged
+/// scheduler keeps its requests' state in it too.)
+pub struct Decoding {
+    pub request: Request,
+    pub sampler: Sampler,
     /// The prompt and every token chosen; the last one is not in the cache yet.
-    pub(crate) tokens: Vec<u32>,
-    pub(crate) generated: usize,
+    pub tokens: Vec<u32>,
+    pub generated: usize,
 }
 
 impl Decoding {
+    /// A request that has chosen no token yet. Fails on invalid sampling parameters.
+    pub fn new(request: Request) -> Result<Self> {
+        Ok(Decoding {
+            sampler: Sampler::new(request.sampling)?,
+            tokens: request.prompt.clone(),
+            generated: 0,
+            request,
+        })
+    }
+
     /// Whether its sampler would return the argmax of the logits as they are.
-    pub(crate) fn is_plain_greedy(&self) -> bool {
+    pub fn is_plain_greedy(&self) -> bool {
         let sampling = &self.request.sampling;
         sampling.temperature == 0.0 && sampling.repetition_penalty.is_none()
     }
@@ -181,7 +192,7 @@ impl<'m> Scheduler<'m> {
 }
 
 /// Samples `decoding`'s next token from `logits` `[V]` and [`record`]s it.
-pub(crate) fn choose(
+pub fn choose(
     decoding: &mut Decoding,
     logits: &Array,
     events: &mut Vec<Event>,
@@ -192,7 +203,7 @@ pub(crate) fn choose(
 
 /// Emits `token` as `decoding`'s next unless it is a stop token, and says whether the request
 /// is finished.
-pub(crate) fn record(
+pub fn record(
     decoding: &mut Decoding,
     token: u32,
     events: &mut Vec<Event>,

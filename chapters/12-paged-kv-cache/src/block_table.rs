@@ -24,6 +24,19 @@ impl BlockTable {
         BlockTable::default()
     }
 
+    /// A table of `length` tokens in `blocks`: chapter 13 makes one from blocks it found cached.
+    ///
+    /// # Panics
+    /// When the blocks cannot hold `length` tokens.
+    pub fn with_blocks(blocks: Vec<BlockId>, length: usize) -> Self {
+        assert!(
+            length <= blocks.len() * BLOCK_SIZE as usize,
+            "{length} tokens do not fit {} blocks",
+            blocks.len()
+        );
+        BlockTable { blocks, length }
+    }
+
     pub fn blocks(&self) -> &[BlockId] {
         &self.blocks
     }
@@ -46,6 +59,15 @@ impl BlockTable {
     pub fn slot(&self, position: usize) -> Option<i32> {
         let block = *self.blocks.get(position / BLOCK_SIZE as usize)?;
         Some(block as i32 * BLOCK_SIZE + (position % BLOCK_SIZE as usize) as i32)
+    }
+
+    /// Puts `block` in place of the table's block `index` and returns the one it replaces:
+    /// chapter 13's copy-on-write gives a sequence its own copy of a shared block this way.
+    ///
+    /// # Panics
+    /// When the table has no block `index`.
+    pub fn replace_block(&mut self, index: usize, block: BlockId) -> BlockId {
+        std::mem::replace(&mut self.blocks[index], block)
     }
 
     /// Gives every block back to the pool: the request is done.

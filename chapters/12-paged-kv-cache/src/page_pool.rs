@@ -14,7 +14,10 @@
 //!   slot 48..64  block 3    (request B, tokens 0..5, then room for 11 more)
 //! ```
 
-use mlx_rs::Array;
+use mlx_rs::{
+    ops::indexing::{IndexOp, TryIndexMutOp},
+    Array,
+};
 
 /// Token positions per block. Small blocks waste less of a request's last block; large ones make
 /// block tables shorter. vLLM uses 16.
@@ -111,6 +114,22 @@ impl PagePool {
     /// Each layer's pages, for the model's forward pass.
     pub fn layers_mut(&mut self) -> &mut [LayerPages] {
         &mut self.layers
+    }
+
+    /// Copies block `from`'s keys and values to block `to`, in every layer: chapter 13's
+    /// copy-on-write.
+    pub fn copy_block(&mut self, from: BlockId, to: BlockId) -> mlx_rs::error::Result<()> {
+        let slots = |block: BlockId| {
+            let start = block as i32 * BLOCK_SIZE;
+            start..start + BLOCK_SIZE
+        };
+        for layer in &mut self.layers {
+            for pages in [&mut layer.keys, &mut layer.values].into_iter().flatten() {
+                let copy = pages.index(slots(from)); // [BLOCK_SIZE, H_kv, D]
+                pages.try_index_mut(slots(to), &copy)?;
+            }
+        }
+        Ok(())
     }
 
     /// The bytes every layer's pages take.

@@ -1,0 +1,320 @@
+//! Continuous batching over the prefix cache: the [`PagedScheduler`] type, its queues, and the
+//! step that prefills and decodes over pages. Given: your code in `src/paged_scheduler.rs`
+//! admits requests by free blocks and preempts them when the pool runs out.
+//!
+//! It schedules like chapter 10's (decode every running request, then prefill prompts a chunk
+//! at a time within the token budget), but a request's keys and values live in the shared pool,
+//! its prompt starts after the blocks the prefix cache already holds, and running out of blocks
+//! preempts the newest request instead of failing.
+
+use crate::PrefixCache;
+use continuous_batching::{choose, record, Decoding, Event, Request, SchedulerConfig};
+use kv_cache::Model;
+use mlx_rs::{
+    error::{Exception, Result},
+    ops,
+    ops::indexing::IndexOp,
+    Array,
+};
+use paged_kv_cache::{blocks_for, forward_paged, BlockTable, PagedError, BLOCK_SIZE};
+use std::collections::VecDeque;
+
+/// The paged scheduler's limits: chapter 10's, the pool's size, and whether to share prefixes.
+#[derive(Clone, Copy, Debug)]
+pub struct PagedConfig {
+    pub scheduler: SchedulerConfig,
+    /// Blocks of [`BLOCK_SIZE`] positions in the pool.
+    pub num_blocks: usize,
+    /// Whether prompts start from the blocks earlier requests left (off: every prompt runs whole).
+    pub prefix_caching: bool,
+}
+
+/// A request admitted to the pool.
+pub(crate) struct Running {
+    pub(crate) decoding: Decoding,
+    pub(crate) table: BlockTable,
+    /// Prompt tokens the prefix cache held when it was admitted.
+    pub(crate) cached_tokens: usize,
+}
+
+impl Running {
+    /// How many of its tokens must be in the pool before it decodes: all of a new request's
+    /// prompt (whose last logits choose its first token), all but the last token of one that has
+    /// chosen tokens already (a request resumed after preemption).
+    pub(crate) fn target(&self) -> usize {
+        target(&self.decoding)
+    }
+
+    /// Whether its prompt is in the pool and its last chosen token is not: it decodes this step.
+    pub(crate) fn is_decoding(&self) -> bool {
+        self.decoding.generated > 0 && self.table.len() == self.target()
+    }
+}
+
+/// See [`Running::target`].
+pub(crate) fn target(decoding: &Decoding) -> usize {
+    decoding.tokens.len() - usize::from(decoding.generated > 0)
+}
+
+/// Continuous batching over a [`PrefixCache`].
+///
+/// Given; admission and preemption are yours (book: week 3, chapter 13 (prefix cache), task 4).
+pub struct PagedScheduler<'m> {
+    pub(crate) model: &'m Model,
+    pub(crate) config: PagedConfig,
+    pub(crate) cache: PrefixCache,
+    /// New requests, and preempted ones (at the front) with the tokens they had chosen.
+    pub(crate) waiting: VecDeque<Decoding>,
+    /// In the order they were admitted.
+    pub(crate) running: Vec<Running>,
+    pub(crate) preemptions: usize,
+}
+
+impl<'m> PagedScheduler<'m> {
+    /// Fails when a limit is zero.
+    pub fn new(model: &'m Model, config: PagedConfig) -> Result<Self> {
+        let limits = config.scheduler;
+        if limits.max_running == 0
+            || limits.token_budget == 0
+            || limits.prefill_chunk == 0
+            || config.num_blocks == 0
+        {
+            return Err(Exception::custom(format!(
+                "scheduler limits must be positive, got {config:?}"
+            )));
+        }
+        let layers = model.config().num_hidden_layers as usize;
+        Ok(PagedScheduler {
+            model,
+            config,
+            cache: PrefixCache::new(layers, config.num_blocks),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            preemptions: 0,
+        })
+    }
+
+    /// Queues a request. Fails on an empty prompt, invalid sampling parameters, or a prompt
+    /// that the whole pool could not hold.
+    pub fn add(&mut self, request: Request) -> Result<()> {
+        if request.prompt.is_empty() {
+            return Err(Exception::custom(format!(
+                "request {}: the prompt has no tokens",
+                request.id
+            )));
+        }
+        let needed = blocks_for(request.prompt.len() + 1);
+        if needed > self.config.num_blocks {
+            return Err(Exception::custom(format!(
+                "request {}: a prompt of {} tokens needs {needed} KV blocks of {BLOCK_SIZE}, the pool has {}: shorten it or give the pool more blocks (--kv-blocks)",
+                request.id,
+                request.prompt.len(),
+                self.config.num_blocks
+            )));
+        }
+        self.waiting.push_back(Decoding::new(request)?);
+        Ok(())
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.waiting.is_empty() && self.running.is_empty()
+    }
+
+    pub fn cache(&self) -> &PrefixCache {
+        &self.cache
+    }
+
+    /// The bytes of the pool's pages.
+    pub fn cache_bytes(&self) -> usize {
+        self.cache.pool().nbytes()
+    }
+
+    /// How many times a request was preempted to make room.
+    pub fn preemptions(&self) -> usize {
+        self.preemptions
+    }
+
+    /// The prompt tokens the prefix cache held when request `id` was admitted; `None` unless it
+    /// is running.
+    pub fn cached_tokens(&self, id: u64) -> Option<usize> {
+        self.running
+            .iter()
+            .find(|running| running.decoding.request.id == id)
+            .map(|running| running.cached_tokens)
+    }
+
+    /// Removes request `id` wherever it is and releases its blocks; `false` when unknown.
+    pub fn cancel(&mut self, id: u64) -> Result<bool> {
+        if let Some(index) = self.waiting.iter().position(|d| d.request.id == id) {
+            self.waiting.remove(index);
+            return Ok(true);
+        }
+        if let Some(index) = self
+            .running
+            .iter()
+            .position(|r| r.decoding.request.id == id)
+        {
+            self.finish(index)?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// One step: make room and decode every request whose prompt is in the pool (one batched
+    /// forward), admit waiting requests, then spend the rest of the token budget on prompts.
+    /// Returns the events in order, as chapter 10's scheduler does.
+    ///
+    /// Given: it runs your `make_room` and `admit` (task 4).
+    pub fn step(&mut self) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        self.make_room(&mut events)?;
+        let decoded = self.decode(&mut events)?;
+        self.admit(&mut events)?;
+        let budget = self.config.scheduler.token_budget.saturating_sub(decoded);
+        self.prefill(budget, &mut events)?;
+        Ok(events)
+    }
+
+    /// Removes running request `index` and releases its blocks.
+    pub(crate) fn finish(&mut self, index: usize) -> Result<Decoding> {
+        let Running {
+            decoding, table, ..
+        } = self.running.remove(index);
+        self.cache.release(table).map_err(pool_error)?;
+        Ok(decoding)
+    }
+
+    /// Registers the full blocks of running request `index` for sharing, when enabled.
+    fn commit(&mut self, index: usize) {
+        if self.config.prefix_caching {
+            let running = &self.running[index];
+            self.cache.commit(&running.table, &running.decoding.tokens);
+        }
+    }
+
+    /// One batched forward of the last token of every decoding request; returns how many ran.
+    fn decode(&mut self, events: &mut Vec<Event>) -> Result<usize> {
+        let rows: Vec<usize> = (0..self.running.len())
+            .filter(|&index| self.running[index].is_decoding())
+            .collect();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        for &row in &rows {
+            let table = &mut self.running[row].table;
+            self.cache.reserve(table, 1).map_err(pool_error)?;
+        }
+        let last: Vec<u32> = rows
+            .iter()
+            .map(|&row| *self.running[row].decoding.tokens.last().expect("decoding"))
+            .collect();
+        let input = Array::from_slice(&last, &[rows.len() as i32, 1]); // [B, 1]
+        let mut tables: Vec<&mut BlockTable> = self
+            .running
+            .iter_mut()
+            .filter(|running| running.is_decoding())
+            .map(|running| &mut running.table)
+            .collect();
+        let logits = forward_paged(self.model, self.cache.pool_mut(), &mut tables, &input)
+            .map_err(paged_error)?
+            .index((.., 0)); // [B, V]
+        let any_greedy = rows
+            .iter()
+            .any(|&row| self.running[row].decoding.is_plain_greedy());
+        let argmax: Vec<u32> = if any_greedy {
+            ops::indexing::argmax_axis(&logits, -1, None)?
+                .try_as_slice::<u32>()
+                .map_err(|error| Exception::custom(error.to_string()))?
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut finished = Vec::new();
+        for (batch_row, &row) in rows.iter().enumerate() {
+            self.commit(row);
+            let decoding = &mut self.running[row].decoding;
+            let reason = if decoding.is_plain_greedy() {
+                record(decoding, argmax[batch_row], events)
+            } else {
+                choose(decoding, &logits.index(batch_row as i32), events)?
+            };
+            if let Some(reason) = reason {
+                finished.push((row, reason));
+            }
+        }
+        for (row, reason) in finished.into_iter().rev() {
+            let decoding = self.finish(row)?;
+            events.push(Event::Finished {
+                id: decoding.request.id,
+                reason,
+            });
+        }
+        Ok(rows.len())
+    }
+
+    /// Spends `budget` tokens on the prompts of admitted requests, oldest first, a chunk of at
+    /// most `prefill_chunk` tokens per request per step; a new request whose prompt is done
+    /// chooses its first token.
+    fn prefill(&mut self, mut budget: usize, events: &mut Vec<Event>) -> Result<()> {
+        let mut index = 0;
+        while index < self.running.len() && budget > 0 {
+            let running = &mut self.running[index];
+            let (done, target) = (running.table.len(), running.target());
+            if done == target {
+                index += 1;
+                continue;
+            }
+            let chunk = (target - done)
+                .min(budget)
+                .min(self.config.scheduler.prefill_chunk);
+            let tokens = &running.decoding.tokens[done..done + chunk];
+            let input = Array::from_slice(tokens, &[1, chunk as i32]); // [1, C]
+            let logits = forward_paged(
+                self.model,
+                self.cache.pool_mut(),
+                &mut [&mut running.table],
+                &input,
+            )
+            .map_err(paged_error)?; // [1, C, V]
+            budget -= chunk;
+            self.commit(index);
+            let running = &mut self.running[index];
+            if done + chunk < target || running.decoding.generated > 0 {
+                index += 1;
+                continue;
+            }
+            let reason = choose(&mut running.decoding, &logits.index((0, -1)), events)?;
+            match reason {
+                Some(reason) => {
+                    let decoding = self.finish(index)?;
+                    events.push(Event::Finished {
+                        id: decoding.request.id,
+                        reason,
+                    });
+                }
+                None => index += 1,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pool's refusals and MLX's errors, as the scheduler's error.
+pub(crate) fn pool_error(error: paged_kv_cache::PoolError) -> Exception {
+    Exception::custom(error.to_string())
+}
+
+pub(crate) fn paged_error(error: PagedError) -> Exception {
+    match error {
+        PagedError::Mlx(error) => error,
+        PagedError::Pool(error) => pool_error(error),
+    }
+}
