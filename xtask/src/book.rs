@@ -109,9 +109,13 @@ fn check_command(words: &[&str]) -> Result<(), String> {
                 .into_iter()
                 .flatten()
                 .flatten()
+                // A test split into a folder (tests/NAME/main.rs and its modules): its files.
+                .flat_map(|entry| match std::fs::read_dir(entry.path()) {
+                    Ok(folder) => folder.flatten().map(|file| file.path()).collect(),
+                    Err(_) => vec![entry.path()],
+                })
                 .any(|file| {
-                    std::fs::read_to_string(file.path())
-                        .is_ok_and(|source| source.contains(&needle))
+                    std::fs::read_to_string(file).is_ok_and(|source| source.contains(&needle))
                 });
             if !has_task {
                 return Err(format!("chapter {} has no task {task}", chapter.name));

@@ -29,14 +29,14 @@ impl Failure {
 }
 
 impl Outcome {
-    /// The task number from the `task_N_` prefix of the test name.
+    /// The task number from the `task_N_` prefix of the test's name, the last part of its path
+    /// that has one (`task_3_prefill::task_3_first_tokens_match::case_1`: a test file split into
+    /// modules names its tests after the module).
     pub fn task(&self) -> Option<u32> {
         self.name
-            .strip_prefix("task_")?
-            .split('_')
-            .next()?
-            .parse()
-            .ok()
+            .split("::")
+            .filter_map(|part| part.strip_prefix("task_")?.split('_').next()?.parse().ok())
+            .last()
     }
 }
 
@@ -203,5 +203,24 @@ test result: FAILED. 1 passed; 1 failed; 0 ignored"
             failure.message,
             "not yet implemented: chapter 1, task 1: softmax"
         );
+    }
+
+    #[test]
+    fn the_task_is_read_from_the_test_path_past_its_modules() {
+        let task = |name: &str| {
+            Outcome {
+                name: name.to_string(),
+                passed: true,
+                failure: None,
+            }
+            .task()
+        };
+        assert_eq!(
+            task("task_4_decode::task_4_staggered::case_1_roomy"),
+            Some(4)
+        );
+        assert_eq!(task("filters::task_3_top_p_keeps_the_nucleus"), Some(3));
+        assert_eq!(task("bad_requests::malformed_bodies_are_400"), None);
+        assert_eq!(task("task_12_paged::helper_test"), Some(12));
     }
 }

@@ -1,5 +1,5 @@
 //! Week 1, chapter 7: sampling. Your code goes in `src/sampling.rs`; `src/sampling_params.rs` is
-//! given. The tests are in `tests/sampling.rs`. Book: book/src/week1-07-sampling.md.
+//! given. The tests are in `tests/sampling/`. Book: book/src/week1-07-sampling.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/sampling/src/` (same name, same public API); the given files stay as they are.

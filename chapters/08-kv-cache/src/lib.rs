@@ -5,7 +5,7 @@
 //! (`CachedAttention`), `src/model_weights.rs` (`Model` and its loading), `src/block.rs` (a
 //! decoder layer) and `src/cached_model.rs` (`CachedModel`); and `src/fused_attention.rs`,
 //! `src/kernels.rs`, `src/linear.rs`, `src/linear_loader.rs`, `src/tensors.rs` and
-//! `src/layer_cache.rs`. The tests are in `tests/kv_cache.rs`. Book: book/src/week2-08-kv-cache.md.
+//! `src/layer_cache.rs`. The tests are in `tests/kv_cache/`. Book: book/src/week2-08-kv-cache.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/kv-cache/src/` (same name, same public API); the given files stay as they are.

@@ -4,7 +4,7 @@
 //! a packed weight), `src/quantized_kernel.rs` (`Kernel`), `src/quantized_weights.rs` (what a
 //! `QuantizedLinear` holds, and making one), `src/quantization.rs` (`Quantization` and the
 //! `QuantizedLoader`'s settings) and `src/quantized_model.rs` (`load_model`, `weight_bytes`). The
-//! tests are in `tests/quantized_matmul.rs`. Book: book/src/week2-09-quantized-matmul.md.
+//! tests are in `tests/quantized_matmul/`. Book: book/src/week2-09-quantized-matmul.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/quantized-matmul/src/` (same name, same public API); the given files stay as they are.

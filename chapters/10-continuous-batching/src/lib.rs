@@ -4,7 +4,7 @@
 //! decoding them together, cancelling them). Given: `src/batch_cache_storage.rs` (the batched
 //! cache's type and layout), `src/request.rs` (requests, their events and finish reasons) and
 //! `src/scheduler_queues.rs` (the scheduler's type, its queues and its step). The tests are in
-//! `tests/continuous_batching.rs`. Book: book/src/week2-10-continuous-batching.md.
+//! `tests/continuous_batching/`. Book: book/src/week2-10-continuous-batching.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/continuous-batching/src/` (same name, same public API); the given files stay as they are.

@@ -6,7 +6,7 @@
 //! `src/app_state.rs` (what every handler shares), `src/native_api.rs` (`/generate`),
 //! `src/errors.rs` (`ApiError`), `src/protocol.rs` (the JSON types), `src/metrics.rs`, and
 //! `src/guard.rs` and `src/listen.rs` (limits, authentication, connections). The tests are in
-//! `tests/serving.rs`. Book: book/src/week2-11-serving.md.
+//! `tests/serving/`. Book: book/src/week2-11-serving.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/serving/src/` (same name, same public API); the given files stay as they are.

@@ -1,0 +1,11 @@
+//! Chapter 8 tests. Run them with `cargo xtask test kv-cache` (add `--task N` for one task).
+//! The cache is compared with MLX's own concatenation of everything it was given; attention
+//! outputs, logits and continuations with HF transformers' (models/fixtures/), never with our own
+//! output.
+
+mod harness;
+mod task_1_update_and_fetch;
+mod task_2_truncate_and_nbytes;
+mod task_3_cached_attention;
+mod task_4_model_forward;
+mod task_5_next_token_logits;
