@@ -464,6 +464,9 @@ fn write_safetensors(path: &Path, tensors: Vec<(String, Tensor)>, format: &str) 
 }
 
 #[cfg(test)]
+mod fixture_tests;
+
+#[cfg(test)]
 mod tests {
     use std::path::PathBuf;
 
