@@ -1,5 +1,7 @@
-//! Week 1, chapter 2: rotary position embedding. Your code goes in `src/rope.rs`; the tests are
-//! in `tests/rope.rs`. Book: book/src/week1-02-rope.md.
+//! Week 1, chapter 2: rotary position embedding. Your code goes in `src/rope.rs`; given:
+//! `src/shape.rs` (`shape4` and `shape3`, the shape check at the top of a layer, for your
+//! `apply` and the layers of later chapters). The tests are in `tests/rope.rs`. Book:
+//! book/src/week1-02-rope.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/rope/src/` (same name, same public API); the given files stay as they are.
@@ -9,3 +11,7 @@
 #[cfg_attr(not(feature = "solution"), allow(unused_variables))]
 mod rope;
 pub use rope::*;
+
+// Given.
+mod shape;
+pub use shape::*;

@@ -2,12 +2,9 @@
 //! config and its RoPE. Given: your `CachedAttention::forward` is in `src/attention.rs`.
 
 use crate::Linear;
-use mlx_rs::{
-    error::{Exception, Result},
-    Array,
-};
+use mlx_rs::{error::Result, Array};
 use rmsnorm_mlp::AttentionConfig;
-use rope::RoPE;
+use rope::{shape3, RoPE};
 
 /// The projections of an attention layer (HF names `self_attn.{q,k,v,o}_proj`; a projection's bias,
 /// Qwen2's, is part of its [`Linear`]), and Qwen3's per-head norms.
@@ -54,11 +51,6 @@ impl CachedAttention {
 
 /// `(B, L)` of an attention layer's input `x` `[B, L, E]`; fails on any other shape.
 pub(crate) fn batch_and_length(x: &Array) -> Result<(i32, i32)> {
-    let &[batch, length, _] = x.shape() else {
-        return Err(Exception::custom(format!(
-            "attention expects x of shape [B, L, E], got {:?}",
-            x.shape()
-        )));
-    };
+    let [batch, length, _] = shape3(x, "attention", "x of shape [B, L, E]")?;
     Ok((batch, length))
 }

@@ -9,6 +9,7 @@ use mlx_rs::{
     ops::indexing::{IndexOp, TryIndexMutOp},
     Array,
 };
+use rope::shape4;
 
 impl KvCache {
     /// Appends the new tokens' keys and values and returns those of every position so far.

@@ -10,7 +10,7 @@ use mlx_rs::{
     ops::indexing::{IndexOp, TryIndexMutOp},
     Array,
 };
-use rope::Offset;
+use rope::{shape4, Offset};
 
 impl BatchKvCache {
     /// Adds a sequence as the last row: its keys and values `[1, H_kv, n, D]` (a prefilled

@@ -10,7 +10,7 @@ use mlx_rs::{
     ops::indexing::{IndexOp, TryIndexMutOp},
     Array,
 };
-use rope::Offset;
+use rope::{shape4, Offset};
 
 impl BatchKvCache {
     /// Adds a sequence as the last row: its keys and values `[1, H_kv, n, D]` (a prefilled
@@ -135,12 +135,8 @@ impl LayerCache for BatchKvCache {
                 "the batch is empty: add sequences before running it",
             ));
         };
-        let &[batch, heads, length, head_dim] = keys.shape() else {
-            return Err(Exception::custom(format!(
-                "the cache expects keys of shape [B, H_kv, L, D], got {:?}",
-                keys.shape()
-            )));
-        };
+        let [batch, heads, length, head_dim] =
+            shape4(keys, "the cache", "keys of shape [B, H_kv, L, D]")?;
         if batch as usize != self.len() {
             return Err(Exception::custom(format!(
                 "the batch holds {} sequences, the new keys have {batch} rows",

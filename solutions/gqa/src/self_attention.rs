@@ -7,7 +7,7 @@ use mlx_rs::{
     error::{Exception, Result},
     fast, Array,
 };
-use rope::{Offset, RoPE};
+use rope::{shape3, Offset, RoPE};
 
 /// The self-attention layer of a decoder block.
 ///
@@ -77,12 +77,7 @@ impl Attention {
     ///
     /// Book: week 1, chapter 3 (grouped-query attention), tasks 3 and 4.
     pub fn forward(&self, x: &Array, offset: Offset, mask: Mask) -> Result<Array> {
-        let &[batch, length, hidden] = x.shape() else {
-            return Err(Exception::custom(format!(
-                "attention expects x of shape [B, L, E], got {:?}",
-                x.shape()
-            )));
-        };
+        let [batch, length, hidden] = shape3(x, "attention", "x of shape [B, L, E]")?;
         if hidden != self.config.hidden_size {
             return Err(Exception::custom(format!(
                 "x has {hidden} features, the attention layer expects hidden_size {}",

@@ -9,6 +9,7 @@ use mlx_rs::{
     ops::indexing::{IndexOp, TryIndexMutOp},
     Array,
 };
+use rope::shape4;
 
 impl KvCache {
     /// Appends the new tokens' keys and values and returns those of every position so far.
@@ -21,12 +22,8 @@ impl KvCache {
     ///
     /// Book: week 2, chapter 8 (the KV cache), task 1.
     pub fn update_and_fetch(&mut self, keys: &Array, values: &Array) -> Result<(Array, Array)> {
-        let &[batch, heads, length, head_dim] = keys.shape() else {
-            return Err(Exception::custom(format!(
-                "the cache expects keys of shape [B, H_kv, L, D], got {:?}",
-                keys.shape()
-            )));
-        };
+        let [batch, heads, length, head_dim] =
+            shape4(keys, "the cache", "keys of shape [B, H_kv, L, D]")?;
         let end = self.offset + length;
         if let Some(stored) = &self.keys {
             let shape = stored.shape();

@@ -1,6 +1,7 @@
 //! Rotary position embedding (RoPE): rotate pairs of features by angles that grow with the
 //! token's position, so that the dot product of a query and a key depends on their distance.
 
+use crate::shape4;
 use mlx_rs::{
     error::{Exception, Result},
     ops, Array, Dtype,
@@ -51,12 +52,7 @@ impl RoPE {
     ///
     /// Book: week 1, chapter 2 (RoPE), tasks 1-3.
     pub fn apply(&self, x: &Array, offset: Offset) -> Result<Array> {
-        let &[batch, length, heads, depth] = x.shape() else {
-            return Err(Exception::custom(format!(
-                "RoPE expects x of shape [B, L, H, D], got {:?}",
-                x.shape()
-            )));
-        };
+        let [batch, length, heads, depth] = shape4(x, "RoPE", "x of shape [B, L, H, D]")?;
         if depth != self.dims || self.dims % 2 != 0 {
             return Err(Exception::custom(format!(
                 "RoPE was made for dims {} (which must be even), but x has {depth} features per head",
