@@ -1,7 +1,7 @@
 //! Week 1, chapter 2: rotary position embedding. Your code goes in `src/rope.rs`; given:
-//! `src/shape.rs` (`shape4` and `shape3`, the shape check at the top of a layer, for your
-//! `apply` and the layers of later chapters). The tests are in `tests/rope.rs`. Book:
-//! book/src/week1-02-rope.md.
+//! `src/offset.rs` (`Offset`, the position of each row's first token) and `src/shape.rs`
+//! (`shape4` and `shape3`, the shape check at the top of a layer, for your `apply` and the
+//! layers of later chapters). The tests are in `tests/rope.rs`. Book: book/src/week1-02-rope.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/rope/src/` (same name, same public API); the given files stay as they are.
@@ -13,5 +13,6 @@ mod rope;
 pub use rope::*;
 
 // Given.
+mod offset;
 mod shape;
-pub use shape::*;
+pub use {offset::*, shape::*};

@@ -1,22 +1,11 @@
 //! Rotary position embedding (RoPE): rotate pairs of features by angles that grow with the
 //! token's position, so that the dot product of a query and a key depends on their distance.
 
-use crate::shape4;
+use crate::{shape4, Offset};
 use mlx_rs::{
     error::{Exception, Result},
     ops, Array, Dtype,
 };
-
-/// The position of the first token of `x`: one start for every batch row, or one per row.
-///
-/// Book: week 1, chapter 2 (RoPE), tasks 1 and 3.
-#[derive(Clone, Copy, Debug)]
-pub enum Offset<'a> {
-    /// Every row's first token is at this position (0 for a prompt, the cache length after it).
-    Start(i32),
-    /// Row `b`'s first token is at position `starts[b]`; one entry per batch row.
-    PerRow(&'a [i32]),
-}
 
 /// Rotary position embedding over the last axis of `[B, L, H, D]` arrays.
 ///
