@@ -1,12 +1,14 @@
 //! Week 1, chapter 6: from tokens to text. Your code goes in `src/tokenizer.rs`,
 //! `src/detokenizer.rs` and `src/generate.rs`; `src/error.rs`, `src/message.rs`,
-//! `src/special_token.rs`, `src/generation.rs` and `src/context.rs` are given. The tests are in
+//! `src/special_token.rs`, `src/chat_template.rs`, `src/generation.rs` and `src/context.rs` are
+//! given. The tests are in
 //! `tests/decode.rs`. Book: book/src/week1-06-decode.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/decode/src/` (same name, same public API); the given files stay as they are.
 
 // The stubs ignore their arguments until you fill them in; each file already imports what you need.
+mod chat_template;
 mod context;
 #[cfg_attr(
     feature = "solution",
@@ -40,6 +42,7 @@ mod special_token;
 )]
 mod tokenizer;
 pub use {
+    chat_template::*,
     context::*,
     detokenizer::*,
     error::*,

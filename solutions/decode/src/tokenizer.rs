@@ -1,6 +1,6 @@
 //! Text <-> token ids with the model's own tokenizer, and its chat template.
 
-use crate::{special_token::special_token, DecodeError, Message};
+use crate::{chat_environment, special_token::special_token, DecodeError, Message};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -80,8 +80,10 @@ impl Tokenizer {
     /// Renders the conversation with the model's `chat_template` (a Jinja template from
     /// tokenizer_config.json), ending with the assistant's header when `add_generation_prompt`.
     ///
-    /// - The template sees `messages`, `add_generation_prompt`, `bos_token` and `eos_token`,
-    ///   with Hugging Face's whitespace settings (`trim_blocks`, `lstrip_blocks`).
+    /// - The template sees `messages`, `add_generation_prompt`, `bos_token` and `eos_token`.
+    /// - Render it in the given [`chat_environment`]: Hugging Face's whitespace settings
+    ///   (`trim_blocks`, `lstrip_blocks`), Python's string methods and transformers' functions,
+    ///   which templates such as Qwen3's and Llama 3's use.
     /// - A model without a template is `DecodeError::NoChatTemplate`.
     ///
     /// Book: week 1, chapter 6 (decoding), task 2.
@@ -96,9 +98,7 @@ impl Tokenizer {
                 .ok_or_else(|| DecodeError::NoChatTemplate {
                     path: self.config_path.clone(),
                 })?;
-        let mut environment = minijinja::Environment::new();
-        environment.set_trim_blocks(true);
-        environment.set_lstrip_blocks(true);
+        let mut environment = chat_environment();
         let template_error = |error: minijinja::Error| DecodeError::Template(error.to_string());
         environment
             .add_template("chat", template)
