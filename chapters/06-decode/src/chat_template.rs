@@ -13,7 +13,7 @@ use minijinja::{Environment, Error, ErrorKind};
 use serde_json::Value;
 use std::{
     collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::Path,
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -178,6 +178,7 @@ fn strftime_utc(format: &str, unix_seconds: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn fixtures() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/chat-templates")
