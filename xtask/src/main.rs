@@ -42,9 +42,9 @@ enum Command {
     #[command(disable_help_flag = true)]
     Book(Tool),
     /// Measure the engine: prompt sets (default), `--compare` with mlx-lm and llama.cpp,
-    /// `kv-cache`, `batching`.
+    /// `kv-cache`, `batching`, `paged`.
     ///
-    /// Options after `kv-cache` or `batching` go to that benchmark: `cargo xtask bench kv-cache
+    /// Options after `kv-cache`, `batching` or `paged` go to that benchmark: `cargo xtask bench kv-cache
     /// -- --help` lists them.
     #[command(disable_help_flag = true)]
     Bench(Tool),

@@ -2,9 +2,9 @@
 //! removing the rows of a KV cache for a batch of sequences at different positions, writing
 //! their new tokens and masking them) and `src/scheduler.rs` (prefilling requests in chunks,
 //! decoding them together, cancelling them). Given: `src/batch_cache_storage.rs` (the batched
-//! cache's type and layout), `src/request.rs` (requests, their events and finish reasons) and
-//! `src/scheduler_queues.rs` (the scheduler's type, its queues and its step). The tests are in
-//! `tests/continuous_batching/`. Book: book/src/week2-10-continuous-batching.md.
+//! cache's type and layout), `src/request.rs` (requests, their events and finish reasons),
+//! `src/scheduler_queues.rs` (the scheduler's type, its queues and its step) and `src/batcher.rs`
+//! (what a server asks of a scheduler). The tests are in `tests/continuous_batching/`. Book: book/src/week2-10-continuous-batching.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/continuous-batching/src/` (same name, same public API); the given files stay as they are.
@@ -23,6 +23,7 @@ mod batch_cache;
 // Until your code uses them, the helpers the given files keep for it are unused.
 #[cfg_attr(not(feature = "solution"), allow(dead_code))]
 mod batch_cache_storage;
+mod batcher;
 mod request;
 #[cfg_attr(
     feature = "solution",
@@ -38,6 +39,7 @@ mod scheduler_queues;
 // What the tests use alongside the scheduler, from the chapters it builds on.
 pub use {
     batch_cache_storage::*,
+    batcher::*,
     kv_cache::{
         generate, greedy, CachedModel, DenseLoader, GenerationOptions, Kernels, KvCache,
         LayerCache, Model, ModelConfig, Tokenizer, STEP,

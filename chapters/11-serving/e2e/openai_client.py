@@ -35,6 +35,14 @@ for chunk in client.chat.completions.create(
         pieces.append(chunk.choices[0].delta.content)
 check("".join(pieces) == answer, "the streamed chat completion equals the whole one")
 
+# The same conversation again: its prompt's full blocks come from the prefix cache.
+again = client.chat.completions.create(model=model, messages=question, temperature=0, max_tokens=32)
+cached = again.usage.prompt_tokens_details.cached_tokens
+check(
+    again.choices[0].message.content == answer and cached >= 16,
+    f"a repeated prompt reads {cached} of its {again.usage.prompt_tokens} tokens from the prefix cache",
+)
+
 completion = client.completions.create(
     model=model, prompt="1, 2, 3, 4,", max_tokens=12, temperature=0, stop=[", 8"]
 )

@@ -2,8 +2,10 @@
 //! one scheduler step at a time, and streams each request's text back through its own channel.
 //! Given: your code in `src/engine.rs` admits requests and routes each generated token.
 
-use crate::{messages::Command, Chunk, Metrics, Timings, Usage};
-use continuous_batching::{Event, FinishReason, Model, Scheduler, SchedulerConfig};
+use crate::{messages::Command, Chunk, Metrics, PromptTokensDetails, Timings, Usage};
+use continuous_batching::{
+    Batcher, Event, FinishReason, KvPoolStats, Model, Scheduler, SchedulerConfig,
+};
 use decode::{ContextPolicy, StreamingDetokenizer, Tokenizer};
 use quantized_matmul::{quantization_of, weight_bytes, WeightBytes};
 use std::{
@@ -55,10 +57,35 @@ pub struct EngineHandle {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// Makes the scheduler the engine thread runs, over the model it loaded.
+pub type MakeBatcher = Box<
+    dyn for<'m> FnOnce(&'m Model, SchedulerConfig) -> mlx_rs::error::Result<Box<dyn Batcher + 'm>>
+        + Send,
+>;
+
 impl EngineHandle {
     /// Starts the engine thread on the model `load` builds there (MLX arrays stay on the thread
-    /// that made them). Returns once the model is loaded, or with its loading error.
+    /// that made them), with chapter 10's scheduler. Returns once the model is loaded, or with
+    /// its loading error.
     pub fn start<F, E>(load: F, tokenizer: Tokenizer, limits: EngineLimits) -> Result<Self, String>
+    where
+        F: FnOnce() -> Result<Model, E> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let dense: MakeBatcher = Box::new(|model, config| {
+            Scheduler::new(model, config).map(|scheduler| Box::new(scheduler) as Box<dyn Batcher>)
+        });
+        Self::start_with(load, dense, tokenizer, limits)
+    }
+
+    /// [`EngineHandle::start`] with the scheduler `make_batcher` makes (chapter 13's paged one,
+    /// in the engine).
+    pub fn start_with<F, E>(
+        load: F,
+        make_batcher: MakeBatcher,
+        tokenizer: Tokenizer,
+        limits: EngineLimits,
+    ) -> Result<Self, String>
     where
         F: FnOnce() -> Result<Model, E> + Send + 'static,
         E: std::fmt::Display,
@@ -83,7 +110,7 @@ impl EngineHandle {
                         return;
                     }
                 };
-                let scheduler = match Scheduler::new(&model, limits.scheduler) {
+                let scheduler = match make_batcher(&model, limits.scheduler) {
                     Ok(scheduler) => scheduler,
                     Err(error) => {
                         let _ = ready.send(Err(error.what().to_string()));
@@ -107,6 +134,7 @@ impl EngineHandle {
                     eos: model.config().eos_token_ids.clone(),
                     active: HashMap::new(),
                     shared: thread_shared,
+                    kv_pool: KvPoolStats::default(),
                 }
                 .run(inbox);
             })
@@ -140,6 +168,8 @@ pub(crate) struct Active {
     /// Bytes of `text` already sent.
     pub(crate) sent: usize,
     pub(crate) prompt_tokens: usize,
+    /// Of them, those the prefix cache held (known from the first token on).
+    pub(crate) cached_tokens: usize,
     pub(crate) generated: usize,
     pub(crate) arrived: Instant,
     pub(crate) first_token: Option<Instant>,
@@ -158,6 +188,9 @@ impl Active {
                 prompt_tokens: self.prompt_tokens,
                 completion_tokens: self.generated,
                 total_tokens: self.prompt_tokens + self.generated,
+                prompt_tokens_details: PromptTokensDetails {
+                    cached_tokens: self.cached_tokens,
+                },
             },
             timings: Timings {
                 time_to_first_token_ms: (first - self.arrived).as_secs_f64() * 1e3,
@@ -185,11 +218,13 @@ pub(crate) fn held_back(text: &str, stop: &[String]) -> usize {
 
 /// The engine thread's state: the scheduler and the requests it runs.
 pub(crate) struct EngineLoop<'m> {
-    pub(crate) scheduler: Scheduler<'m>,
+    pub(crate) scheduler: Box<dyn Batcher + 'm>,
     pub(crate) tokenizer: Tokenizer,
     pub(crate) eos: Vec<u32>,
     pub(crate) active: HashMap<u64, Active>,
     pub(crate) shared: Arc<Shared>,
+    /// The paged pool's counters at the last step, to add what each step changed to `/metrics`.
+    pub(crate) kv_pool: KvPoolStats,
 }
 
 impl EngineLoop<'_> {
@@ -215,6 +250,10 @@ impl EngineLoop<'_> {
             metrics
                 .kv_cache_bytes
                 .set(self.scheduler.cache_bytes() as i64);
+            if let Some(pool) = self.scheduler.kv_pool() {
+                metrics.record_kv_pool(&self.kv_pool, &pool);
+                self.kv_pool = pool;
+            }
         }
     }
 
@@ -245,6 +284,7 @@ impl EngineLoop<'_> {
                 text: String::new(),
                 sent: 0,
                 prompt_tokens,
+                cached_tokens: 0,
                 generated: 0,
                 arrived,
                 first_token: None,
@@ -255,7 +295,14 @@ impl EngineLoop<'_> {
 
     fn route(&mut self, event: Event) {
         match event {
-            Event::Token { id, token } => self.token(id, token),
+            Event::Token { id, token } => {
+                if let Some(active) = self.active.get_mut(&id) {
+                    if active.generated == 0 {
+                        active.cached_tokens = self.scheduler.cached_tokens(id);
+                    }
+                }
+                self.token(id, token)
+            }
             Event::Finished { id, reason } => {
                 if let Some(mut active) = self.active.remove(&id) {
                     if let Ok(rest) = active.detokenizer.finish(&self.tokenizer) {

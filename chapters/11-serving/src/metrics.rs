@@ -1,5 +1,6 @@
 //! What `GET /metrics` reports, in Prometheus' text format.
 
+use continuous_batching::KvPoolStats;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
@@ -17,6 +18,14 @@ pub struct Metrics {
     pub running: IntGauge,
     pub waiting: IntGauge,
     pub kv_cache_bytes: IntGauge,
+    /// The paged KV pool (chapter 13's scheduler): its blocks, and what the prefix cache saved.
+    pub kv_blocks_total: IntGauge,
+    pub kv_blocks_used: IntGauge,
+    pub kv_blocks_evictable: IntGauge,
+    pub prefix_cache_hit_tokens: IntCounter,
+    pub prefix_cache_miss_tokens: IntCounter,
+    pub kv_block_evictions: IntCounter,
+    pub preemptions: IntCounter,
 }
 
 impl Metrics {
@@ -51,9 +60,31 @@ impl Metrics {
             running: gauge("requests_running", "Requests prefilling or decoding"),
             waiting: gauge("requests_waiting", "Requests waiting for a slot"),
             kv_cache_bytes: gauge("kv_cache_bytes", "Bytes held by KV caches"),
+            kv_blocks_total: gauge("kv_blocks_total", "Blocks in the paged KV pool"),
+            kv_blocks_used: gauge("kv_blocks_used", "KV blocks that requests hold"),
+            kv_blocks_evictable: gauge(
+                "kv_blocks_evictable",
+                "KV blocks no request holds, kept for the prefix cache",
+            ),
+            prefix_cache_hit_tokens: counter(
+                "prefix_cache_hit_tokens_total",
+                "Prompt tokens read from the prefix cache",
+            ),
+            prefix_cache_miss_tokens: counter(
+                "prefix_cache_miss_tokens_total",
+                "Prompt tokens computed (not in the prefix cache)",
+            ),
+            kv_block_evictions: counter(
+                "kv_block_evictions_total",
+                "Cached KV blocks reused for other content",
+            ),
+            preemptions: counter(
+                "preemptions_total",
+                "Requests preempted (to recompute later) when the KV pool ran out",
+            ),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 8] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
             Box::new(metrics.requests.clone()),
             Box::new(metrics.prompt_tokens.clone()),
             Box::new(metrics.generation_tokens.clone()),
@@ -62,6 +93,13 @@ impl Metrics {
             Box::new(metrics.running.clone()),
             Box::new(metrics.waiting.clone()),
             Box::new(metrics.kv_cache_bytes.clone()),
+            Box::new(metrics.kv_blocks_total.clone()),
+            Box::new(metrics.kv_blocks_used.clone()),
+            Box::new(metrics.kv_blocks_evictable.clone()),
+            Box::new(metrics.prefix_cache_hit_tokens.clone()),
+            Box::new(metrics.prefix_cache_miss_tokens.clone()),
+            Box::new(metrics.kv_block_evictions.clone()),
+            Box::new(metrics.preemptions.clone()),
         ];
         for collector in collectors {
             metrics
@@ -70,6 +108,22 @@ impl Metrics {
                 .expect("each metric is registered once");
         }
         metrics
+    }
+
+    /// Sets the pool's gauges to `now` and adds to its counters what changed since `before`.
+    pub fn record_kv_pool(&self, before: &KvPoolStats, now: &KvPoolStats) {
+        self.kv_blocks_total.set(now.blocks_total as i64);
+        self.kv_blocks_used.set(now.blocks_used as i64);
+        self.kv_blocks_evictable.set(now.blocks_evictable as i64);
+        let grew = |now: usize, before: usize| now.saturating_sub(before) as u64;
+        self.prefix_cache_hit_tokens
+            .inc_by(grew(now.prefix_hit_tokens, before.prefix_hit_tokens));
+        self.prefix_cache_miss_tokens
+            .inc_by(grew(now.prefix_miss_tokens, before.prefix_miss_tokens));
+        self.kv_block_evictions
+            .inc_by(grew(now.evictions, before.evictions));
+        self.preemptions
+            .inc_by(grew(now.preemptions, before.preemptions));
     }
 
     /// The text `GET /metrics` returns.

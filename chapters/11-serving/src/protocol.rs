@@ -171,6 +171,14 @@ pub struct Usage {
     pub prompt_tokens: usize,
     pub completion_tokens: usize,
     pub total_tokens: usize,
+    pub prompt_tokens_details: PromptTokensDetails,
+}
+
+/// OpenAI's breakdown of the prompt tokens.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens read from the prefix cache (chapter 13) instead of computed.
+    pub cached_tokens: usize,
 }
 
 /// How long a request took, as the engine's `--show-stats` reports it.

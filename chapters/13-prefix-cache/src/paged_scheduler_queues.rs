@@ -8,7 +8,9 @@
 //! preempts the newest request instead of failing.
 
 use crate::PrefixCache;
-use continuous_batching::{choose, record, Decoding, Event, Request, SchedulerConfig};
+use continuous_batching::{
+    choose, record, Batcher, Decoding, Event, KvPoolStats, Request, SchedulerConfig,
+};
 use kv_cache::Model;
 use mlx_rs::{
     error::{Exception, Result},
@@ -316,5 +318,54 @@ pub(crate) fn paged_error(error: PagedError) -> Exception {
     match error {
         PagedError::Mlx(error) => error,
         PagedError::Pool(error) => pool_error(error),
+    }
+}
+
+/// The server's engine thread drives it like chapter 10's scheduler.
+impl Batcher for PagedScheduler<'_> {
+    fn add(&mut self, request: Request) -> Result<()> {
+        PagedScheduler::add(self, request)
+    }
+
+    fn step(&mut self) -> Result<Vec<Event>> {
+        PagedScheduler::step(self)
+    }
+
+    fn cancel(&mut self, id: u64) -> Result<bool> {
+        PagedScheduler::cancel(self, id)
+    }
+
+    fn running(&self) -> usize {
+        PagedScheduler::running(self)
+    }
+
+    fn waiting(&self) -> usize {
+        PagedScheduler::waiting(self)
+    }
+
+    fn is_idle(&self) -> bool {
+        PagedScheduler::is_idle(self)
+    }
+
+    fn cache_bytes(&self) -> usize {
+        PagedScheduler::cache_bytes(self)
+    }
+
+    fn cached_tokens(&self, id: u64) -> usize {
+        PagedScheduler::cached_tokens(self, id).unwrap_or(0)
+    }
+
+    fn kv_pool(&self) -> Option<KvPoolStats> {
+        let pool = self.cache.pool();
+        let stats = self.cache.stats();
+        Some(KvPoolStats {
+            blocks_total: pool.num_blocks(),
+            blocks_used: pool.num_used() - self.cache.num_evictable(),
+            blocks_evictable: self.cache.num_evictable(),
+            prefix_hit_tokens: stats.hit_tokens,
+            prefix_miss_tokens: stats.miss_tokens,
+            evictions: stats.evictions,
+            preemptions: self.preemptions,
+        })
     }
 }

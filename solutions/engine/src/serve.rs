@@ -2,12 +2,14 @@
 
 use crate::{default_model_path, KERNEL};
 use anyhow::{anyhow, bail, Context, Result};
-use continuous_batching::SchedulerConfig;
+use continuous_batching::{Batcher, Scheduler, SchedulerConfig};
 use decode::{ContextPolicy, Tokenizer};
+use paged_kv_cache::blocks_for;
+use prefix_cache::{PagedConfig, PagedScheduler};
 use quantized_matmul::{load_model, Quantization};
 use serving::{
     check_exposure, protect, router, serve as serve_http, shutdown_signal, AppState, EngineHandle,
-    EngineLimits, HeaderValue, ServerOptions, Shutdown,
+    EngineLimits, HeaderValue, MakeBatcher, ServerOptions, Shutdown,
 };
 use std::{
     net::{IpAddr, SocketAddr},
@@ -50,6 +52,19 @@ pub struct ServeArgs {
     /// Tokens through the model per step: one per decoding request, the rest for prefill.
     #[arg(long, default_value_t = 512)]
     token_budget: usize,
+    /// Where requests keep their keys and values: `paged` (one pool of 16-token blocks shared by
+    /// every request, with a prefix cache; chapters 12-13) or `dense` (a batched cache as long as
+    /// the longest request; chapter 10).
+    #[arg(long, value_name = "LAYOUT", default_value = "paged")]
+    kv_cache: KvLayout,
+    /// Blocks of 16 positions in the paged pool, for every request together (default: room for
+    /// --max-batch requests of 1024 tokens each).
+    #[arg(long, value_name = "N")]
+    kv_blocks: Option<usize>,
+    /// Compute every prompt whole instead of reusing the blocks of earlier prompts that start
+    /// the same way.
+    #[arg(long)]
+    no_prefix_cache: bool,
     /// Require `Authorization: Bearer KEY` on every request but GET /health. The environment
     /// variable TINY_LLM_API_KEY does the same without showing the key to `ps`.
     #[arg(long, value_name = "KEY")]
@@ -107,6 +122,13 @@ impl ServeArgs {
     }
 }
 
+/// Where the server's requests keep their keys and values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum KvLayout {
+    Paged,
+    Dense,
+}
+
 pub fn serve(args: ServeArgs) -> Result<()> {
     // Refuse a bad configuration before the model loads.
     let options = args.options()?;
@@ -134,8 +156,30 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     };
     let (quantization, group_size) = (args.quantization, args.quant_group_size);
     let model_dir = dir.clone();
-    let engine = EngineHandle::start(
+    let kv_blocks = args
+        .kv_blocks
+        .unwrap_or_else(|| blocks_for(args.max_batch * 1024));
+    if kv_blocks == 0 {
+        bail!("--kv-blocks must be at least 1");
+    }
+    let prefix_caching = !args.no_prefix_cache;
+    let make_batcher: MakeBatcher = match args.kv_cache {
+        KvLayout::Dense => Box::new(|model, config| {
+            Scheduler::new(model, config).map(|scheduler| Box::new(scheduler) as Box<dyn Batcher>)
+        }),
+        KvLayout::Paged => Box::new(move |model, scheduler| {
+            let config = PagedConfig {
+                scheduler,
+                num_blocks: kv_blocks,
+                prefix_caching,
+            };
+            PagedScheduler::new(model, config)
+                .map(|scheduler| Box::new(scheduler) as Box<dyn Batcher>)
+        }),
+    };
+    let engine = EngineHandle::start_with(
         move || load_model(&model_dir, quantization, group_size, KERNEL),
+        make_batcher,
         Tokenizer::load(&dir)?,
         limits,
     )

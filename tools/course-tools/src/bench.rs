@@ -29,6 +29,9 @@ enum Benchmark {
     KvCache(PassThrough),
     /// Continuous batching: aggregate tokens/s and latency at 1 to 32 concurrent requests.
     Batching(PassThrough),
+    /// Paged KV and the prefix cache: a multi-turn chat's time to first token with and without
+    /// the prefix cache, and the requests that fit the same KV memory dense and paged.
+    Paged(PassThrough),
 }
 
 #[derive(Args)]
@@ -93,6 +96,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.benchmark {
         Some(Benchmark::KvCache(pass)) => pass_through("kv-cache", pass),
         Some(Benchmark::Batching(pass)) => batching(pass),
+        Some(Benchmark::Paged(pass)) => paged(pass),
         None if args.generate.compare => compare::run(&args.generate),
         None => {
             let options = &args.generate;
@@ -245,6 +249,18 @@ fn batching(pass: PassThrough) -> Result<()> {
     run_engine_binary("bench", pass.mine, &args)?;
     let svg = out.join("batching.svg");
     plots::plot_batching(&json, &svg)?;
+    eprintln!("plot: {}", svg.display());
+    Ok(())
+}
+
+fn paged(pass: PassThrough) -> Result<()> {
+    let out = bench_dir()?;
+    let json = out.join("paged.json");
+    let mut args = with_model_path("paged", pass.args)?;
+    args.extend(["--json".to_string(), json.display().to_string()]);
+    run_engine_binary("bench", pass.mine, &args)?;
+    let svg = out.join("paged.svg");
+    plots::plot_prefix_cache(&json, &svg)?;
     eprintln!("plot: {}", svg.display());
     Ok(())
 }

@@ -64,6 +64,8 @@ async fn task_2_greedy_text_matches_hf() {
                 prompt_tokens: reference.prompt.len(),
                 completion_tokens: new_tokens,
                 total_tokens: reference.prompt.len() + new_tokens,
+                // Chapter 10's scheduler has no prefix cache.
+                prompt_tokens_details: Default::default(),
             },
             "{what}: usage"
         );

@@ -12,6 +12,7 @@ fn usage_json(usage: Usage) -> Value {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.prompt_tokens_details.cached_tokens},
     })
 }
 
@@ -58,7 +59,8 @@ async fn task_3_completion_matches_hf(#[case] sequence: usize) {
     assert_eq!(
         body["usage"],
         json!({"prompt_tokens": reference.prompt.len(), "completion_tokens": 16,
-            "total_tokens": reference.prompt.len() + 16}),
+            "total_tokens": reference.prompt.len() + 16,
+            "prompt_tokens_details": {"cached_tokens": 0}}),
         "{body}"
     );
 }

@@ -4,6 +4,7 @@
 mod floor;
 mod generate;
 mod machine;
+mod paged;
 mod prompts;
 mod summary;
 mod timed_run;
@@ -68,6 +69,9 @@ enum Benchmark {
         #[arg(long)]
         warmup: bool,
     },
+    /// Chapters 12-13: time to first token of a multi-turn chat with and without the prefix
+    /// cache, and how many requests fit the same KV memory dense and paged.
+    Paged(paged::PagedArgs),
     /// One request: prefill tokens/s, greedy decode tokens/s, and where a decode step's time
     /// goes (building the graph on the CPU vs evaluating it and reading the token back).
     SingleStream {
@@ -103,6 +107,7 @@ fn main() {
 fn run(args: Args) -> Result<()> {
     match args.benchmark {
         Benchmark::Generate(args) => generate::run(args),
+        Benchmark::Paged(args) => paged::run(args),
         Benchmark::KvCache {
             model_path,
             prompt_lengths,

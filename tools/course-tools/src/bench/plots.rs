@@ -1,4 +1,5 @@
-//! The plots of `cargo xtask bench batching` and `cargo xtask bench --compare`, as SVG.
+//! The plots of `cargo xtask bench batching`, `cargo xtask bench paged` and
+//! `cargo xtask bench --compare`, as SVG.
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
@@ -150,6 +151,79 @@ pub fn plot_compare(bars: &[CompareBar], title: &str, svg: &Path) -> Result<()> 
                 )
             }))?;
         }
+        root.present()?;
+        Ok(())
+    };
+    draw().map_err(|error| anyhow::anyhow!("cannot draw {}: {error}", svg.display()))
+}
+
+/// One turn of the paged benchmark's chat (the fields the plot reads).
+#[derive(Deserialize)]
+struct TurnRow {
+    turn: usize,
+    ttft_ms_without: f64,
+    ttft_ms_with: f64,
+}
+
+#[derive(Deserialize)]
+struct PagedReport {
+    turns: Vec<TurnRow>,
+}
+
+/// Time to first token of each turn of a chat, without and with the prefix cache.
+pub fn plot_prefix_cache(json: &Path, svg: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(json).with_context(|| format!("cannot read {}", json.display()))?;
+    let report: PagedReport = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not the paged benchmark's output", json.display()))?;
+    let rows = report.turns;
+    let max_x = rows.iter().map(|row| row.turn).max().unwrap_or(1) as f64;
+    let max_ms = rows
+        .iter()
+        .map(|row| row.ttft_ms_without.max(row.ttft_ms_with))
+        .fold(1.0, f64::max);
+    let root = SVGBackend::new(svg, (720, 420)).into_drawing_area();
+    let draw = || -> std::result::Result<(), Box<dyn std::error::Error>> {
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Multi-turn chat: time to first token per turn",
+                ("sans-serif", 20),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.5..max_x + 0.5, 0.0..max_ms * 1.15)?;
+        chart
+            .configure_mesh()
+            .x_desc("turn (each resends the whole history)")
+            .y_desc("time to first token (ms)")
+            .draw()?;
+        let series: [(&str, RGBColor, fn(&TurnRow) -> f64); 2] = [
+            ("without the prefix cache", RED, |row| row.ttft_ms_without),
+            ("with the prefix cache", BLUE, |row| row.ttft_ms_with),
+        ];
+        for (label, color, value) in series {
+            let points: Vec<(f64, f64)> = rows
+                .iter()
+                .map(|row| (row.turn as f64, value(row)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+                .label(label)
+                .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color));
+            chart.draw_series(
+                points
+                    .iter()
+                    .map(|&point| Circle::new(point, 4, color.filled())),
+            )?;
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()?;
         root.present()?;
         Ok(())
     };

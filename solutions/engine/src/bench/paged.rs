@@ -1,0 +1,228 @@
+//! `bench paged`: what chapters 12 and 13 buy. A multi-turn chat (each turn resends the whole
+//! history) timed to the first token with and without the prefix cache, turn by turn, side by
+//! side in one run; and how many requests of mixed lengths fit the same KV memory in chapter 10's
+//! dense batch and in chapter 12's pages, counted by the two caches' own accounting.
+
+use crate::{random_prompt, write_atomically, KERNEL};
+use anyhow::{Context, Result};
+use continuous_batching::{BatchKvCache, Event, Request, SchedulerConfig};
+use kv_cache::Model;
+use mlx_rs::{ops, Dtype};
+use paged_kv_cache::{BlockTable, PagePool, BLOCK_SIZE};
+use prefix_cache::{PagedConfig, PagedScheduler};
+use serde::Serialize;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct PagedArgs {
+    /// A model directory.
+    #[arg(long, value_name = "DIR")]
+    model_path: std::path::PathBuf,
+    /// Turns of the chat.
+    #[arg(long, default_value_t = 6)]
+    turns: usize,
+    /// Tokens of the system prompt, of each user message, and of each answer (generated).
+    #[arg(long, default_value_t = 200)]
+    system_tokens: usize,
+    #[arg(long, default_value_t = 40)]
+    user_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    answer_tokens: usize,
+    /// KV memory for the capacity count, in MiB (float32 keys and values of this model).
+    #[arg(long, default_value_t = 512)]
+    kv_memory_mib: usize,
+    /// Also write the results as JSON here (for `cargo xtask bench paged`'s plot).
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
+}
+
+/// One turn of the chat: its prompt, and the time to its first token both ways.
+#[derive(Serialize)]
+struct TurnRow {
+    turn: usize,
+    prompt_tokens: usize,
+    cached_tokens: usize,
+    ttft_ms_without: f64,
+    ttft_ms_with: f64,
+}
+
+#[derive(Serialize)]
+struct CapacityRow {
+    kv_memory_mib: usize,
+    bytes_per_token: usize,
+    requests_offered: usize,
+    requests_dense: usize,
+    requests_paged: usize,
+}
+
+#[derive(Serialize)]
+struct Report {
+    turns: Vec<TurnRow>,
+    capacity: CapacityRow,
+}
+
+pub fn run(args: PagedArgs) -> Result<()> {
+    let dir = &args.model_path;
+    let model = quantized_matmul::load_model(dir, quantized_matmul::Quantization::None, 32, KERNEL)
+        .with_context(|| format!("cannot load the model in {}", dir.display()))?;
+    let turns = chat_ttft(&model, &args)?;
+    println!(
+        "| turn | prompt tokens | from the prefix cache | TTFT without | TTFT with | speedup |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for row in &turns {
+        println!(
+            "| {} | {} | {} | {:.0} ms | {:.0} ms | {:.2}x |",
+            row.turn,
+            row.prompt_tokens,
+            row.cached_tokens,
+            row.ttft_ms_without,
+            row.ttft_ms_with,
+            row.ttft_ms_without / row.ttft_ms_with
+        );
+    }
+    let capacity = capacity(&model, args.kv_memory_mib)?;
+    println!(
+        "\n{} requests of mixed lengths (prompts of 32 to 1024 tokens, 256 generated) offered to {} MiB of float32 KV memory ({} bytes a token):",
+        capacity.requests_offered, capacity.kv_memory_mib, capacity.bytes_per_token
+    );
+    println!("| KV layout | requests that fit |\n|---|---:|");
+    println!("| dense batch (chapter 10) | {} |", capacity.requests_dense);
+    println!(
+        "| pages of {BLOCK_SIZE} (chapter 12) | {} |",
+        capacity.requests_paged
+    );
+    if let Some(path) = &args.json {
+        write_atomically(
+            path,
+            &serde_json::to_string_pretty(&Report { turns, capacity })?,
+        )?;
+    }
+    Ok(())
+}
+
+/// The chat twice, turn by turn, interleaved (without, then with the prefix cache): each turn's
+/// prompt is the history so far and a new user message; its answer, generated greedily (the
+/// same both ways), joins the history.
+fn chat_ttft(model: &Model, args: &PagedArgs) -> Result<Vec<TurnRow>> {
+    let vocab = model.config().vocab_size;
+    let history_tokens =
+        args.system_tokens + args.turns * (args.user_tokens + args.answer_tokens) + 1;
+    let config = |prefix_caching| PagedConfig {
+        scheduler: SchedulerConfig {
+            max_running: 1,
+            token_budget: 512,
+            prefill_chunk: 256,
+        },
+        num_blocks: 2 * history_tokens.div_ceil(BLOCK_SIZE as usize) + 2,
+        prefix_caching,
+    };
+    let mut without = PagedScheduler::new(model, config(false))?;
+    let mut with = PagedScheduler::new(model, config(true))?;
+    let mut history = random_prompt(vocab, args.system_tokens, 1)?;
+    // Untimed: the first forward passes at a new shape pay for allocation.
+    run_one(&mut without, 0, &history, 2)?;
+    let mut rows = Vec::new();
+    for turn in 1..=args.turns {
+        eprintln!(
+            "[{turn}/{}] turn of {} prompt tokens",
+            args.turns,
+            history.len() + args.user_tokens
+        );
+        history.extend(random_prompt(vocab, args.user_tokens, 100 + turn as u64)?);
+        let id = turn as u64;
+        let (plain, _, answer) = run_one(&mut without, id, &history, args.answer_tokens)?;
+        let (cached, cached_tokens, again) = run_one(&mut with, id, &history, args.answer_tokens)?;
+        anyhow::ensure!(
+            answer == again,
+            "turn {turn}: the prefix cache changed the greedy answer"
+        );
+        rows.push(TurnRow {
+            turn,
+            prompt_tokens: history.len(),
+            cached_tokens,
+            ttft_ms_without: plain * 1e3,
+            ttft_ms_with: cached * 1e3,
+        });
+        history.extend(answer);
+    }
+    Ok(rows)
+}
+
+/// Runs one request alone to the end: seconds to its first token, prompt tokens from the prefix
+/// cache, and its tokens.
+fn run_one(
+    scheduler: &mut PagedScheduler,
+    id: u64,
+    prompt: &[u32],
+    new_tokens: usize,
+) -> Result<(f64, usize, Vec<u32>)> {
+    scheduler.add(Request {
+        id,
+        prompt: prompt.to_vec(),
+        max_new_tokens: new_tokens,
+        sampling: Default::default(),
+        stop_token_ids: Vec::new(),
+    })?;
+    let started = Instant::now();
+    let (mut first, mut cached, mut tokens) = (None, 0, Vec::new());
+    while !scheduler.is_idle() {
+        for event in scheduler.step()? {
+            if let Event::Token { token, .. } = event {
+                if first.is_none() {
+                    first = Some(started.elapsed().as_secs_f64());
+                    cached = scheduler.cached_tokens(id).unwrap_or(0);
+                }
+                tokens.push(token);
+            }
+        }
+    }
+    Ok((first.unwrap_or(0.0), cached, tokens))
+}
+
+/// Requests of seeded mixed lengths, in order, until each layout's memory is full: the dense
+/// batch counted by chapter 10's `BatchKvCache::nbytes` on one layer, the pages by chapter 12's
+/// blocks. One layer stands for all: every layer holds the same positions.
+fn capacity(model: &Model, kv_memory_mib: usize) -> Result<CapacityRow> {
+    let config = model.config();
+    let (layers, heads, head_dim) = (
+        config.num_hidden_layers as usize,
+        config.num_key_value_heads,
+        config.head_dim,
+    );
+    let bytes_per_token = 2 * layers * heads as usize * head_dim as usize * 4;
+    let budget = kv_memory_mib << 20;
+    let lengths: Vec<usize> = random_prompt(1024 - 32, 256, 7)?
+        .into_iter()
+        .map(|extra| 32 + extra as usize + 256)
+        .collect();
+
+    let mut dense = BatchKvCache::new();
+    let mut requests_dense = 0;
+    for &length in &lengths {
+        let keys = ops::zeros_dtype(&[1, heads, length as i32, head_dim], Dtype::Float32)?;
+        dense.add(&keys, &keys)?;
+        if dense.nbytes() * layers > budget {
+            break;
+        }
+        requests_dense += 1;
+    }
+
+    let block_bytes = bytes_per_token * BLOCK_SIZE as usize;
+    let mut pool = PagePool::new(1, budget / block_bytes);
+    let mut requests_paged = 0;
+    for &length in &lengths {
+        // The table is dropped, its blocks stay taken: the requests are all running.
+        if BlockTable::new().reserve(&mut pool, length).is_err() {
+            break;
+        }
+        requests_paged += 1;
+    }
+    Ok(CapacityRow {
+        kv_memory_mib,
+        bytes_per_token,
+        requests_offered: lengths.len(),
+        requests_dense,
+        requests_paged,
+    })
+}
