@@ -7,8 +7,9 @@ use anyhow::{Context, Result};
 const EXAMPLE_PROMPT: &str = "What is the capital of France? Answer in one sentence.";
 
 /// Runs the `tiny-llm` binary with `engine_args`, on the solutions or, with `mine`, on your
-/// chapters. `--model NAME` (from models/models.toml) becomes `--model-path DIR` once that model
-/// is ready; without either, the built-in model is fetched first.
+/// chapters. `--model NAME` (from models/models.toml, or OWNER/NAME on the Hugging Face Hub) and
+/// `--model-path FILE.gguf` become `--model-path DIR` once that model is downloaded or converted;
+/// without either, the built-in model is fetched first.
 pub fn run(mine: bool, mut engine_args: Vec<String>) -> Result<()> {
     if let Some(position) = engine_args
         .iter()
@@ -18,10 +19,22 @@ pub fn run(mine: bool, mut engine_args: Vec<String>) -> Result<()> {
         let name = match flag.strip_prefix("--model=") {
             Some(name) => name.to_string(),
             None if position < engine_args.len() => engine_args.remove(position),
-            None => anyhow::bail!("--model needs a name; `cargo xtask models list` shows them"),
+            None => anyhow::bail!(
+                "--model needs a name (`cargo xtask models list` shows them) or a Hugging Face repository OWNER/NAME"
+            ),
         };
         let dir = models::ready_model_dir(Some(&name))?;
         engine_args.extend(["--model-path".to_string(), dir.display().to_string()]);
+    }
+    if let Some(position) = engine_args.iter().position(|arg| arg == "--model-path") {
+        let gguf = engine_args
+            .get(position + 1)
+            .filter(|path| path.ends_with(".gguf"))
+            .cloned();
+        if let Some(gguf) = gguf {
+            let dir = models::ready_model_dir(Some(&gguf))?;
+            engine_args[position + 1] = dir.display().to_string();
+        }
     }
     let has = |flag: &str| {
         engine_args

@@ -3,12 +3,15 @@
 //! (your chapters).
 
 mod serve;
+mod speculate;
 mod stats;
 mod unfinished;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
-use decode::{generate, ContextPolicy, GenerationOptions, Message, StopReason, Tokenizer};
+use decode::{
+    generate, ChatTemplate, ContextPolicy, GenerationOptions, Message, StopReason, Tokenizer,
+};
 use kv_cache::{CachedModel, KvCache};
 use quantized_matmul::{load_model, quantization_of, weight_bytes, Kernel, Quantization};
 use sampling::{Sampler, SamplingParams};
@@ -61,8 +64,13 @@ struct Args {
     /// Stop when the text contains this (repeatable; the stop string is not printed).
     #[arg(long = "stop", value_name = "TEXT")]
     stop_strings: Vec<String>,
+    /// An argument of the chat template, as transformers' `apply_chat_template(**kwargs)`:
+    /// `enable_thinking=false` turns Qwen3's thinking off, `date_string="26 Jul 2024"` sets
+    /// Llama 3's date. VALUE is JSON, or else a string (repeatable).
+    #[arg(long = "chat-template-arg", value_name = "KEY=VALUE", value_parser = parse_template_arg)]
+    chat_template_args: Vec<(String, serde_json::Value)>,
     /// A model directory in the Hugging Face layout (config.json, model.safetensors, tokenizer.json),
-    /// float or MLX-quantized.
+    /// float or MLX-quantized. `cargo xtask run --model-path FILE.gguf` converts a GGUF into one.
     #[arg(long, value_name = "DIR", default_value_os_t = default_model_path())]
     model_path: PathBuf,
     /// Quantize a float model's linear layers as it loads: none, int4 or int8.
@@ -94,6 +102,18 @@ struct Args {
     /// Print token counts, the stop reason, speeds, context and memory to stderr.
     #[arg(long)]
     show_stats: bool,
+    /// Speculative decoding with this draft model (same tokenizer; float or MLX-quantized): it
+    /// proposes tokens, the model verifies them in one forward pass. Greedy output is unchanged.
+    #[arg(long, value_name = "DIR")]
+    draft_model: Option<PathBuf>,
+    /// Speculative decoding without a draft model: `ngram` proposes what followed the last
+    /// tokens earlier in the text (prompt lookup).
+    #[arg(long, value_name = "KIND")]
+    speculative: Option<speculate::SpeculativeKind>,
+    /// Tokens drafted per step with --draft-model or --speculative
+    /// [default: 4].
+    #[arg(long, value_name = "K")]
+    num_draft_tokens: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -120,6 +140,18 @@ fn parse_message(text: &str) -> Result<Message, String> {
     }
 }
 
+fn parse_template_arg(text: &str) -> Result<(String, serde_json::Value), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => {
+            let value = serde_json::from_str(value).unwrap_or_else(|_| value.into());
+            Ok((key.to_string(), value))
+        }
+        _ => Err(format!(
+            "expected KEY=VALUE (like enable_thinking=false), got {text:?}"
+        )),
+    }
+}
+
 /// The solutions run on MLX's fused quantized kernel; `--mine` on your chapter 9 code.
 pub(crate) const KERNEL: Kernel = if cfg!(feature = "solutions") {
     Kernel::Mlx
@@ -141,14 +173,15 @@ fn run(args: Args) -> Result<()> {
         return serve::serve(serve_args);
     }
     // Checked first, so that a bad flag fails before the model loads.
-    let mut sampler = Sampler::new(SamplingParams {
+    let sampling = SamplingParams {
         temperature: args.temperature,
         top_k: args.top_k,
         top_p: args.top_p,
         min_p: args.min_p,
         repetition_penalty: args.repetition_penalty,
         seed: args.seed,
-    })
+    };
+    let mut sampler = Sampler::new(sampling)
     // MLX's own message also names the line that raised it: noise for a bad flag.
     .map_err(|error| anyhow!("invalid sampling options: {}", error.what()))?;
     if args.quant_group_size.is_some() && args.quantization == Quantization::None {
@@ -157,7 +190,18 @@ fn run(args: Args) -> Result<()> {
     if args.prompt.is_none() && args.messages.is_empty() {
         bail!("nothing to continue: give --prompt TEXT or --message ROLE:CONTENT");
     }
+    let drafting = speculate::drafting(
+        args.speculative,
+        args.draft_model.clone(),
+        args.num_draft_tokens,
+    )?;
     let dir = &args.model_path;
+    if dir.extension().is_some_and(|e| e == "gguf") {
+        bail!(
+            "{} is a GGUF file: `cargo xtask run --model-path {0}` converts it first (or `cargo xtask models convert {0}`)",
+            dir.display()
+        );
+    }
     if !dir.join("config.json").is_file() {
         bail!(
             "no model in {} (no config.json): run `cargo xtask models fetch`, or pass --model-path DIR",
@@ -182,6 +226,12 @@ fn run(args: Args) -> Result<()> {
     }
     let text = match (&args.prompt, messages.is_empty()) {
         (Some(prompt), true) => prompt.clone(),
+        // Template arguments go through the given renderer; your apply_chat_template takes none.
+        _ if !args.chat_template_args.is_empty() => ChatTemplate::load(dir)?.render(
+            &messages,
+            true,
+            &args.chat_template_args.into_iter().collect(),
+        )?,
         _ => tokenizer
             .apply_chat_template(&messages, true)
             .context("--chat and --message need the model's chat template")?,
@@ -225,24 +275,40 @@ fn run(args: Args) -> Result<()> {
     if let Some(echoed) = &echoed {
         print(echoed);
     }
-    let mut timer = Timer::start();
-    let mut cached = CachedModel::new(&model);
-    let generation = generate(
-        &mut cached,
-        &tokenizer,
-        prompt,
-        &options,
-        &mut |logits, tokens| {
-            let token = sampler.sample(logits, tokens)?;
-            timer.token_chosen();
-            Ok(token)
-        },
-        &mut print,
-    )?;
+    let (generation, timings, (cache_allocated, cache_active), speculation) = match &drafting {
+        Some(drafting) => {
+            let speculated = speculate::generate(
+                &model, drafting, &tokenizer, prompt, options, sampling, &mut print,
+            )?;
+            (
+                speculated.generation,
+                speculated.timings,
+                cache_bytes(&speculated.cache),
+                Some(speculated.report),
+            )
+        }
+        None => {
+            let mut timer = Timer::start();
+            let mut cached = CachedModel::new(&model);
+            let generation = generate(
+                &mut cached,
+                &tokenizer,
+                prompt,
+                &options,
+                &mut |logits, tokens| {
+                    let token = sampler.sample(logits, tokens)?;
+                    timer.token_chosen();
+                    Ok(token)
+                },
+                &mut print,
+            )?;
+            let cache = cache_bytes(cached.cache());
+            (generation, timer.finish(), cache, None)
+        }
+    };
     if let Some(error) = write_error {
         return Err(error).context("cannot write to stdout");
     }
-    let timings = timer.finish();
 
     let stop_reason = match generation.stop_reason {
         StopReason::Eos => "eos",
@@ -252,7 +318,6 @@ fn run(args: Args) -> Result<()> {
     };
     let (time_to_first_token_ms, prefill_tokens_per_s, decode_tokens_per_s) =
         stats::speeds(&timings, prompt.len());
-    let (cache_allocated, cache_active) = cache_bytes(cached.cache());
     let weights = weight_bytes(&model);
     let quantization = quantization_of(&model);
     let stats = GenerationStats {
@@ -277,6 +342,9 @@ fn run(args: Args) -> Result<()> {
     };
     if args.json {
         let mut report = serde_json::json!({ "text": generation.text, "stats": stats });
+        if let Some(speculation) = &speculation {
+            report["speculative"] = serde_json::to_value(speculation)?;
+        }
         if let Some(echoed) = echoed {
             report["prompt"] = echoed.into();
         }
@@ -286,6 +354,9 @@ fn run(args: Args) -> Result<()> {
     }
     if args.show_stats {
         eprintln!("{}", stats::report(&stats));
+        if let Some(speculation) = &speculation {
+            eprintln!("{}", stats::speculation_report(speculation));
+        }
     }
     Ok(())
 }
