@@ -2,6 +2,7 @@
 //! and the counts behind the acceptance rate. Given.
 
 use decode::{Generation, GenerationOptions};
+use kv_cache::KvCache;
 use sampling::SamplingParams;
 use std::time::{Duration, Instant};
 
@@ -28,10 +29,11 @@ pub struct Verdict {
 }
 
 /// What [`speculative_generate`](crate::speculative_generate) produced.
-#[derive(Debug, Clone)]
 pub struct SpeculativeGeneration {
     pub generation: Generation,
     pub stats: SpeculationStats,
+    /// The target's cache at the end, one [`KvCache`] per layer (the engine reports its memory).
+    pub cache: Vec<KvCache>,
 }
 
 /// Counts and times of a speculative generation. The first target step is the prefill: it

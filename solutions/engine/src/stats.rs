@@ -1,6 +1,7 @@
 //! Measuring a generation, and the report of `--show-stats` (`--json` prints
 //! [`GenerationStats`] as it is).
 
+use crate::speculate::SpeculationReport;
 use serving::GenerationStats;
 use std::time::{Duration, Instant};
 
@@ -123,5 +124,28 @@ pub fn report(stats: &GenerationStats) -> String {
         "peak memory:         {:.1} MB (MLX)",
         megabytes(stats.peak_memory_bytes)
     ));
+    lines.join("\n")
+}
+
+/// The speculation lines of `--show-stats`.
+pub fn speculation_report(report: &SpeculationReport) -> String {
+    let mut lines = vec![format!(
+        "speculative:         {} drafting, {} tokens a step",
+        report.drafter, report.num_draft_tokens
+    )];
+    if let Some(rate) = report.acceptance_rate {
+        lines.push(format!(
+            "acceptance rate:     {:.1}% ({} of {} draft tokens)",
+            rate * 100.0,
+            report.accepted_tokens,
+            report.drafted_tokens
+        ));
+    }
+    if let Some(per_step) = report.tokens_per_target_step {
+        lines.push(format!(
+            "tokens per step:     {per_step:.2} ({} target steps after the prefill)",
+            report.target_steps
+        ));
+    }
     lines.join("\n")
 }

@@ -28,6 +28,7 @@ use mlx_rs::{
 ///   cache to the sequence plus the accepted draft tokens; the verdict's `next` is pending.
 /// - Push the accepted tokens and `next`, in order, to an [`Output`]; stop as soon as a push
 ///   says so (an EOS, a stop string or the token limit inside an accepted run).
+/// - Return the generation, the stats and the target's cache.
 /// - With greedy sampling the tokens are exactly chapter 6's `generate` with `greedy`, whatever
 ///   the drafter; with temperature they follow the sampler's distribution.
 ///
@@ -104,5 +105,6 @@ pub fn speculative_generate(
     Ok(SpeculativeGeneration {
         generation: output.finish(on_text)?,
         stats,
+        cache,
     })
 }

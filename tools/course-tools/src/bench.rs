@@ -32,6 +32,9 @@ enum Benchmark {
     /// Paged KV and the prefix cache: a multi-turn chat's time to first token with and without
     /// the prefix cache, and the requests that fit the same KV memory dense and paged.
     Paged(PassThrough),
+    /// Speculative decoding: greedy decode tokens/s plain and with each drafter (prompt lookup,
+    /// the 4-bit model drafting for the float one), acceptance rates, on the built-in prompts.
+    Speculative(PassThrough),
 }
 
 #[derive(Args)]
@@ -97,6 +100,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(Benchmark::KvCache(pass)) => pass_through("kv-cache", pass),
         Some(Benchmark::Batching(pass)) => batching(pass),
         Some(Benchmark::Paged(pass)) => paged(pass),
+        Some(Benchmark::Speculative(pass)) => speculative(pass),
         None if args.generate.compare => compare::run(&args.generate),
         None => {
             let options = &args.generate;
@@ -263,4 +267,13 @@ fn paged(pass: PassThrough) -> Result<()> {
     plots::plot_prefix_cache(&json, &svg)?;
     eprintln!("plot: {}", svg.display());
     Ok(())
+}
+
+fn speculative(pass: PassThrough) -> Result<()> {
+    let mut args = with_model_path("speculative", pass.args)?;
+    if !args.iter().any(|arg| arg.starts_with("--draft-model-path")) {
+        let draft = models::ready_model_dir(Some(BUILTIN_4BIT))?;
+        args.extend(["--draft-model-path".to_string(), draft.display().to_string()]);
+    }
+    run_engine_binary("bench", pass.mine, &args)
 }

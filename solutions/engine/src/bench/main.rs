@@ -6,6 +6,7 @@ mod generate;
 mod machine;
 mod paged;
 mod prompts;
+mod speculative;
 mod summary;
 mod timed_run;
 
@@ -72,6 +73,9 @@ enum Benchmark {
     /// Chapters 12-13: time to first token of a multi-turn chat with and without the prefix
     /// cache, and how many requests fit the same KV memory dense and paged.
     Paged(paged::PagedArgs),
+    /// Chapter 14: greedy decode tokens/s plain and speculative, per drafter (prompt lookup, a
+    /// draft model), with acceptance rates, on the same prompts in one run.
+    Speculative(speculative::SpeculativeArgs),
     /// One request: prefill tokens/s, greedy decode tokens/s, and where a decode step's time
     /// goes (building the graph on the CPU vs evaluating it and reading the token back).
     SingleStream {
@@ -108,6 +112,7 @@ fn run(args: Args) -> Result<()> {
     match args.benchmark {
         Benchmark::Generate(args) => generate::run(args),
         Benchmark::Paged(args) => paged::run(args),
+        Benchmark::Speculative(args) => speculative::run(args),
         Benchmark::KvCache {
             model_path,
             prompt_lengths,
