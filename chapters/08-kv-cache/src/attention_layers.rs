@@ -32,6 +32,9 @@ pub struct CachedAttention {
     pub(crate) config: AttentionConfig,
     pub(crate) layers: AttentionLayers,
     pub(crate) rope: RoPE,
+    /// `[D / 2]` RoPE periods that replace `theta^(2i/D)` in the fused kernel (Llama 3's
+    /// scaling, `src/rope_scaling.rs`); `None` for plain RoPE.
+    pub(crate) rope_periods: Option<Array>,
 }
 
 impl CachedAttention {
@@ -41,6 +44,7 @@ impl CachedAttention {
             config,
             layers,
             rope,
+            rope_periods: None,
         }
     }
 

@@ -31,11 +31,16 @@ impl CachedAttention {
             };
             split.swap_axes(1, 2)
         };
+        // MLX takes either the base or the periods themselves (Llama 3's scaled ones).
+        let (base, periods) = match &self.rope_periods {
+            Some(periods) => (None, Some(periods)),
+            None => (Some(rope_theta), None),
+        };
         let rotate = |x: &Array| match cache.positions() {
-            Offset::Start(start) => fast::rope(x, head_dim, false, rope_theta, 1.0, start, None),
+            Offset::Start(start) => fast::rope(x, head_dim, false, base, 1.0, start, periods),
             Offset::PerRow(starts) => {
                 let starts = Array::from_slice(starts, &[batch]); // [B]
-                fast::rope_dynamic(x, head_dim, false, rope_theta, 1.0, &starts, None)
+                fast::rope_dynamic(x, head_dim, false, base, 1.0, &starts, periods)
             }
         };
         let q = rotate(&heads_first(

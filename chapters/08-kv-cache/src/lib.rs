@@ -4,8 +4,8 @@
 //! types your code works on, `src/cache_storage.rs` (`KvCache`), `src/attention_layers.rs`
 //! (`CachedAttention`), `src/model_weights.rs` (`Model` and its loading), `src/block.rs` (a
 //! decoder layer) and `src/cached_model.rs` (`CachedModel`); and `src/fused_attention.rs`,
-//! `src/kernels.rs`, `src/linear.rs`, `src/linear_loader.rs`, `src/tensors.rs` and
-//! `src/layer_cache.rs`. The tests are in `tests/kv_cache/`. Book: book/src/week2-08-kv-cache.md.
+//! `src/kernels.rs`, `src/linear.rs`, `src/linear_loader.rs`, `src/tensors.rs`,
+//! `src/layer_cache.rs` and `src/rope_scaling.rs`. The tests are in `tests/kv_cache/`. Book: book/src/week2-08-kv-cache.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
 //! `solutions/kv-cache/src/` (same name, same public API); the given files stay as they are.
@@ -63,6 +63,7 @@ mod layer_cache;
 mod linear;
 mod linear_loader;
 mod model_weights;
+mod rope_scaling;
 mod tensors;
 
 // What the tests and later chapters use alongside the cached model, from the chapters it builds on.
@@ -78,5 +79,6 @@ pub use {
     load::{LoadError, ModelConfig},
     model_weights::*,
     rmsnorm_mlp::AttentionConfig,
+    rope_scaling::*,
     tensors::*,
 };

@@ -4,8 +4,8 @@
 
 use crate::{
     block::{Block, Mlp},
-    AttentionLayers, CachedAttention, DenseLoader, Kernels, KvCache, Linear, LinearLoader, Norm,
-    Tensors,
+    AttentionLayers, CachedAttention, DenseLoader, Kernels, KvCache, Linear, LinearLoader,
+    Llama3Scaling, Norm, Tensors,
 };
 use load::{load_weights, LoadError, ModelConfig};
 use mlx_rs::Array;
@@ -28,8 +28,13 @@ pub struct Model {
 impl Model {
     /// Loads `dir/config.json` and the float weights in `dir`, as in chapter 5.
     pub fn load(dir: &Path) -> Result<Self, LoadError> {
-        let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        Model::from_weights(config, load_weights(dir)?, &DenseLoader)
+        let path = dir.join("config.json");
+        let config = ModelConfig::from_file(&path)?;
+        let scaling = Llama3Scaling::from_config(&path)?;
+        Ok(
+            Model::from_weights(config, load_weights(dir)?, &DenseLoader)?
+                .with_rope_scaling(scaling),
+        )
     }
 
     /// Builds the model from tensors named as in chapter 5, each linear layer (the embedding
@@ -119,6 +124,19 @@ impl Model {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Gives the fused RoPE Llama 3's scaled periods (`None`: plain RoPE). Your RoPE, which
+    /// `Kernels::Course` runs, keeps the plain frequencies.
+    pub fn with_rope_scaling(mut self, scaling: Option<Llama3Scaling>) -> Self {
+        let periods = scaling.map(|scaling| {
+            let periods = scaling.periods(self.config.head_dim, self.config.rope_theta);
+            Array::from_slice(&periods, &[periods.len() as i32]) // [D / 2]
+        });
+        for block in &mut self.layers {
+            block.attention.rope_periods = periods.clone();
+        }
+        self
     }
 
     /// Runs normalization, RoPE and attention with `kernels` (yours by default).

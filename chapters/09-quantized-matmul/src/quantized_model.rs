@@ -1,7 +1,7 @@
 //! The week-2 model with quantized linear layers: loading it, and what its weights take. Given.
 
 use crate::{Kernel, Quantization, QuantizedLoader};
-use kv_cache::{Kernels, LoadError, Model, ModelConfig};
+use kv_cache::{Kernels, Llama3Scaling, LoadError, Model, ModelConfig};
 use load::load_weights;
 use std::path::Path;
 
@@ -42,7 +42,10 @@ pub fn load_model(
         Kernel::Mlx => Kernels::Fused,
         Kernel::Course => Kernels::Course,
     };
-    Ok(Model::from_weights(config, load_weights(dir)?, &loader)?.with_kernels(kernels))
+    let scaling = Llama3Scaling::from_config(&config_path)?;
+    Ok(Model::from_weights(config, load_weights(dir)?, &loader)?
+        .with_kernels(kernels)
+        .with_rope_scaling(scaling))
 }
 
 /// The linear layers' weight bytes, as float32 and as they are in memory.

@@ -9,3 +9,5 @@ mod task_2_truncate_and_nbytes;
 mod task_3_cached_attention;
 mod task_4_model_forward;
 mod task_5_next_token_logits;
+// The given Llama 3 RoPE scaling, against NumPy (not one of your tasks).
+mod rope_scaling;
