@@ -24,6 +24,7 @@ mod batch_cache;
 #[cfg_attr(not(feature = "solution"), allow(dead_code))]
 mod batch_cache_storage;
 mod batcher;
+mod constraint;
 mod request;
 #[cfg_attr(
     feature = "solution",
@@ -40,6 +41,7 @@ mod scheduler_queues;
 pub use {
     batch_cache_storage::*,
     batcher::*,
+    constraint::*,
     kv_cache::{
         generate, greedy, CachedModel, DenseLoader, GenerationOptions, Kernels, KvCache,
         LayerCache, Model, ModelConfig, Tokenizer, STEP,

@@ -1,6 +1,7 @@
 //! What goes into the scheduler and what comes out: a request, the events a step produces for
 //! it, and why it ends. Given.
 
+use crate::SharedConstraint;
 use sampling::SamplingParams;
 
 /// One generation to run.
@@ -13,6 +14,8 @@ pub struct Request {
     pub sampling: SamplingParams,
     /// Token ids that end the request (the model's EOS ids); not counted as output.
     pub stop_token_ids: Vec<u32>,
+    /// Restricts each token to those it allows (chapter 15's grammars); `None` for free text.
+    pub constraint: Option<SharedConstraint>,
 }
 
 /// Why a request left the scheduler.

@@ -60,10 +60,13 @@ impl Decoding {
         })
     }
 
-    /// Whether its sampler would return the argmax of the logits as they are.
+    /// Whether its sampler would return the argmax of the logits as they are (no constraint
+    /// masks them).
     pub fn is_plain_greedy(&self) -> bool {
         let sampling = &self.request.sampling;
-        sampling.temperature == 0.0 && sampling.repetition_penalty.is_none()
+        sampling.temperature == 0.0
+            && sampling.repetition_penalty.is_none()
+            && self.request.constraint.is_none()
     }
 }
 
@@ -191,13 +194,21 @@ impl<'m> Scheduler<'m> {
     }
 }
 
-/// Samples `decoding`'s next token from `logits` `[V]` and [`record`]s it.
+/// Samples `decoding`'s next token from `logits` `[V]` and [`record`]s it. A request with a
+/// constraint samples from the tokens it allows, and the constraint follows the token.
 pub fn choose(
     decoding: &mut Decoding,
     logits: &Array,
     events: &mut Vec<Event>,
 ) -> Result<Option<FinishReason>> {
-    let token = decoding.sampler.sample(logits, &decoding.tokens)?;
+    let Some(constraint) = decoding.request.constraint.clone() else {
+        let token = decoding.sampler.sample(logits, &decoding.tokens)?;
+        return Ok(record(decoding, token, events));
+    };
+    let token = decoding
+        .sampler
+        .sample(&constraint.mask(logits)?, &decoding.tokens)?;
+    constraint.advance(token)?;
     Ok(record(decoding, token, events))
 }
 

@@ -4,7 +4,8 @@
 //! (generation under a constraint) and `src/batch.rs` (one masked sampling step over a batch whose
 //! rows may or may not be constrained). Given: `src/grammar.rs` (`Grammar`, which compiles a JSON
 //! schema, JSON object, regex or Lark grammar with llguidance over a tokenizer's vocabulary, and
-//! `GrammarState`, the library's matcher). The tests are in `tests/constrained_decoding/`.
+//! `GrammarState`, the library's matcher) and `src/scheduler_hook.rs` (your `Constraint` as chapter
+//! 10's `TokenConstraint`, which its schedulers and the server apply). The tests are in `tests/constrained_decoding/`.
 //! Book: book/src/week3-15-constrained-decoding.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
@@ -52,10 +53,14 @@ mod mask;
 
 // Given.
 mod grammar;
+mod scheduler_hook;
 
 pub use {batch::*, constraint::*, generate::*, grammar::*, mask::*};
 // What the tests use alongside constraints, from the chapters it builds on.
 pub use {
-    kv_cache::{CachedModel, LanguageModel, Model, Tokenizer},
+    continuous_batching::{
+        Event, FinishReason, Request, Scheduler, SchedulerConfig, SharedConstraint, TokenConstraint,
+    },
+    kv_cache::{generate, greedy, CachedModel, GenerationOptions, LanguageModel, Model, Tokenizer},
     sampling::{Sampler, SamplingParams},
 };

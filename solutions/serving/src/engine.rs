@@ -57,6 +57,7 @@ impl EngineHandle {
                 max_new_tokens: params.max_new_tokens,
                 sampling: params.sampling,
                 stop_token_ids: Vec::new(), // the engine thread adds the model's EOS ids
+                constraint: None,
             },
             stop: params.stop,
             sink,

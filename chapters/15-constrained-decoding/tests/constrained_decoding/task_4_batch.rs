@@ -94,3 +94,102 @@ fn task_4_constrained_and_free_rows_share_a_batch() {
         assert_valid(&text, schema, &format!("batch row {row}"));
     }
 }
+
+/// Through chapter 10's scheduler: constrained and free requests in one batch. The constrained
+/// ones (sampled) end as valid JSON with `FinishReason::Stop`; the free greedy ones generate what
+/// chapter 8's cache generates for them alone.
+#[test]
+fn task_4_the_scheduler_batches_constrained_and_free_requests() {
+    use crate::harness::{tiny_model, tiny_tokenizer};
+    use constrained_decoding::{
+        generate, greedy, CachedModel, Event, FinishReason, GenerationOptions, Request, Scheduler,
+        SchedulerConfig,
+    };
+    use std::collections::BTreeMap;
+
+    let model = tiny_model();
+    let tokenizer = tiny_tokenizer();
+    let grammar = tiny_grammar();
+    let all = schemas();
+    let prompts = [
+        "Give me JSON:",
+        "The weather today",
+        "A list:",
+        "Once upon a time",
+    ];
+    let schema_of = [Some(0), None, Some(3), None];
+    let mut scheduler = ok(
+        Scheduler::new(&model, SchedulerConfig::default()),
+        "Scheduler::new",
+    );
+    for (id, prompt) in prompts.iter().enumerate() {
+        let constraint = schema_of[id]
+            .map(|w| constraint(&grammar, &Format::JsonSchema(all[w].1.clone())).into());
+        let sampling = match constraint {
+            Some(_) => SamplingParams {
+                temperature: 1.0,
+                seed: id as u64,
+                ..SamplingParams::default()
+            },
+            None => SamplingParams::default(),
+        };
+        ok(
+            scheduler.add(Request {
+                id: id as u64,
+                prompt: ok(tokenizer.encode(prompt), "encode"),
+                max_new_tokens: 300,
+                sampling,
+                stop_token_ids: vec![2],
+                constraint,
+            }),
+            "Scheduler::add",
+        );
+    }
+    let mut outputs: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    let mut finished: BTreeMap<u64, FinishReason> = BTreeMap::new();
+    for _ in 0..1000 {
+        if scheduler.is_idle() {
+            break;
+        }
+        for event in ok(scheduler.step(), "Scheduler::step") {
+            match event {
+                Event::Token { id, token } => outputs.entry(id).or_default().push(token),
+                Event::Finished { id, reason } => {
+                    finished.insert(id, reason);
+                }
+            }
+        }
+    }
+    for (id, prompt) in prompts.iter().enumerate() {
+        let id = id as u64;
+        let tokens = outputs.get(&id).cloned().unwrap_or_default();
+        match schema_of[id as usize] {
+            Some(w) => {
+                assert_eq!(finished.get(&id), Some(&FinishReason::Stop), "request {id}");
+                let text = ok(tokenizer.decode(&tokens), "decode");
+                assert_valid(&text, &all[w].1, &format!("scheduled request {id}"));
+            }
+            None => {
+                let options = GenerationOptions {
+                    max_new_tokens: 300,
+                    stop_strings: Vec::new(),
+                    ignore_eos: false,
+                };
+                let alone = ok(
+                    generate(
+                        &mut CachedModel::new(&model),
+                        &tokenizer,
+                        &ok(tokenizer.encode(prompt), "encode"),
+                        &options,
+                        &mut greedy,
+                        &mut |_| {},
+                    ),
+                    "generate with chapter 8's cache",
+                )
+                .tokens;
+                let alone: Vec<u32> = alone.into_iter().filter(|&t| t != 2).collect();
+                assert_eq!(tokens, alone, "free request {id}: batched vs alone");
+            }
+        }
+    }
+}

@@ -311,6 +311,7 @@ fn batching_round(
             max_new_tokens: new_tokens,
             sampling: Default::default(),
             stop_token_ids: Vec::new(),
+            constraint: None,
         })?;
     }
     let started = Instant::now();

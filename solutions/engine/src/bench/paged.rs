@@ -188,6 +188,7 @@ fn run_one(
         max_new_tokens: new_tokens,
         sampling: Default::default(),
         stop_token_ids: Vec::new(),
+        constraint: None,
     })?;
     let started = Instant::now();
     let (mut first, mut cached, mut tokens) = (None, 0, Vec::new());
