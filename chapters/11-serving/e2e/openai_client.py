@@ -6,6 +6,7 @@ Run by .ci/run against `cargo xtask run serve`; by hand:
 """
 
 import concurrent.futures
+import json
 import sys
 
 import openai
@@ -83,3 +84,57 @@ try:
     check(False, "a negative temperature is refused")
 except openai.BadRequestError as error:
     check("temperature" in str(error), "a negative temperature is a 400 naming it")
+
+# Structured output (week 3, chapter 15): the answer follows the schema, whatever the model.
+person = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 20},
+        "age": {"type": "integer", "minimum": 0, "maximum": 150},
+    },
+    "required": ["name", "age"],
+    "additionalProperties": False,
+}
+structured = client.chat.completions.create(
+    model=model,
+    messages=[{"role": "user", "content": "Invent a person. Answer in JSON with name and age."}],
+    temperature=0.7,
+    max_tokens=64,
+    response_format={
+        "type": "json_schema",
+        "json_schema": {"name": "person", "schema": person, "strict": True},
+    },
+)
+value = json.loads(structured.choices[0].message.content)
+check(
+    set(value) == {"name", "age"} and isinstance(value["age"], int) and 0 <= value["age"] <= 150,
+    f"a json_schema response validates: {value}",
+)
+check(structured.choices[0].finish_reason == "stop", "it ends when the object is complete")
+
+streamed = "".join(
+    chunk.choices[0].delta.content or ""
+    for chunk in client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "Give me a JSON object about Paris."}],
+        temperature=0,
+        max_tokens=64,
+        response_format={"type": "json_object"},
+        stream=True,
+    )
+    if chunk.choices
+)
+check(streamed.startswith("{"), f"a streamed json_object response is an object: {streamed!r}")
+
+try:
+    client.chat.completions.create(
+        model=model,
+        messages=question,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "empty", "schema": {"type": "integer", "minimum": 5, "maximum": 3}},
+        },
+    )
+    check(False, "an unsatisfiable schema is refused")
+except openai.BadRequestError as error:
+    check("response_format" in str(error), "an unsatisfiable schema is a 400 naming response_format")

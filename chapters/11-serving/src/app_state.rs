@@ -3,10 +3,11 @@
 //! Given: your handlers in `src/server.rs` use them.
 
 use crate::{
-    ApiError, ChatMessage, Chunk, EngineHandle, GenerateParams, RequestStream, Timings, Usage,
+    ApiError, ChatMessage, Chunk, EngineHandle, GenerateParams, RequestStream, ResponseFormat,
+    Timings, Usage,
 };
 use axum::http::StatusCode;
-use continuous_batching::FinishReason;
+use continuous_batching::{FinishReason, SharedConstraint};
 use decode::{ContextPlan, Message, Tokenizer};
 use futures_util::stream::{self, Stream};
 use std::{
@@ -21,7 +22,15 @@ pub struct AppState {
     pub tokenizer: Arc<Tokenizer>,
     /// The name `/v1/models` lists and requests must use.
     pub model_name: String,
+    /// Compiles `response_format`s (week 3, chapter 15's grammars); `None`: the server answers
+    /// 400 to any format but text.
+    pub formats: Option<FormatCompiler>,
 }
+
+/// A `response_format` as a constraint on the request's tokens, or why it cannot be one (a
+/// schema that is invalid or that no value satisfies).
+pub type FormatCompiler =
+    Arc<dyn Fn(&ResponseFormat) -> Result<SharedConstraint, String> + Send + Sync>;
 
 /// Seconds since the Unix epoch, for OpenAI's `created`.
 pub(crate) fn now() -> u64 {
@@ -52,6 +61,26 @@ impl AppState {
             }),
             _ => Ok(()),
         }
+    }
+
+    /// The constraint of a request's `response_format`: none for text; a 400 naming the problem
+    /// when the format cannot be compiled or this server compiles none.
+    pub fn constraint(
+        &self,
+        format: &Option<ResponseFormat>,
+    ) -> Result<Option<SharedConstraint>, ApiError> {
+        let format = match format {
+            None | Some(ResponseFormat::Text) => return Ok(None),
+            Some(format) => format,
+        };
+        let Some(compile) = &self.formats else {
+            return Err(ApiError::invalid(
+                "this server does not support `response_format` other than text",
+            ));
+        };
+        compile(format)
+            .map(Some)
+            .map_err(|error| ApiError::invalid(format!("`response_format`: {error}")))
     }
 
     /// Tokenizes a raw prompt; a 400 when the tokenizer cannot.

@@ -21,7 +21,8 @@ impl EngineHandle {
     ///   gives it back when the request finishes, fails or is cancelled.
     /// - Otherwise: a fresh id from `shared.next_id`, a chunk channel (`unbounded_channel`), and
     ///   a `Command::Submit` to the engine thread carrying the [`Request`] (its
-    ///   `stop_token_ids` empty: the engine thread adds the model's EOS ids), the stop strings,
+    ///   `stop_token_ids` empty: the engine thread adds the model's EOS ids; its constraint from
+    ///   `params`), the stop strings,
     ///   the sender half and the arrival time. When the engine thread has stopped, give the
     ///   place back and return `Stopped`.
     /// - Returns the id, the prompt's length and the receiver half.

@@ -43,6 +43,7 @@ impl GenerateRequest {
             // The native API follows the CLI: greedy unless a temperature is given.
             sampling: self.sampling.sampling(0.0),
             stop: self.sampling.stop(),
+            constraint: None,
         };
         let prompt_tokens = params.prompt_tokens.len();
         let plan = state.fit_context(&mut params)?;

@@ -1,8 +1,9 @@
 //! The JSON the server speaks: OpenAI's completions and chat completions, and the engine's own
 //! simple `/generate` API. Requests become one [`GenerateParams`] for the engine thread.
 
-use continuous_batching::SamplingParams;
+use continuous_batching::{SamplingParams, SharedConstraint};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// What the engine thread needs to run one request.
 #[derive(Clone, Debug, PartialEq)]
@@ -12,6 +13,8 @@ pub struct GenerateParams {
     pub sampling: SamplingParams,
     /// Generation stops before the first of these in the text.
     pub stop: Vec<String>,
+    /// What the output must be (a JSON schema...), compiled by [`AppState::constraint`](crate::AppState::constraint).
+    pub constraint: Option<SharedConstraint>,
 }
 
 /// OpenAI's limits on a request, which this server keeps too.
@@ -111,6 +114,25 @@ impl SamplingFields {
     }
 }
 
+/// OpenAI's `response_format`: free text, any JSON object, or JSON valid under a schema.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    JsonSchema { json_schema: JsonSchemaFormat },
+}
+
+/// The `json_schema` of a `response_format`. `strict` is accepted: the output always follows the
+/// schema here.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct JsonSchemaFormat {
+    pub name: Option<String>,
+    /// Absent: any JSON value.
+    pub schema: Option<Value>,
+    pub strict: Option<bool>,
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct StreamOptions {
     #[serde(default)]
@@ -129,6 +151,7 @@ pub struct CompletionRequest {
     pub stream_options: Option<StreamOptions>,
     /// Only 1 is supported.
     pub n: Option<usize>,
+    pub response_format: Option<ResponseFormat>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }
@@ -151,6 +174,7 @@ pub struct ChatCompletionRequest {
     pub stream: bool,
     pub stream_options: Option<StreamOptions>,
     pub n: Option<usize>,
+    pub response_format: Option<ResponseFormat>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }

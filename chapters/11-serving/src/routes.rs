@@ -73,6 +73,7 @@ async fn chat_completions(
             .unwrap_or(256),
         sampling: request.sampling.sampling(1.0),
         stop: request.sampling.stop(),
+        constraint: state.constraint(&request.response_format)?,
     };
     let (stream, first) = state.start(params).await?;
     let id = format!("chatcmpl-{}", stream.id);

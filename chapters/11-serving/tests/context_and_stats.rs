@@ -39,6 +39,7 @@ fn server(max_seq_len: usize, context_policy: ContextPolicy) -> Router {
         engine,
         tokenizer: Arc::new(tokenizer()),
         model_name: MODEL.into(),
+        formats: None,
     })
 }
 

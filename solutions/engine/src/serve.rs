@@ -2,6 +2,7 @@
 
 use crate::{default_model_path, KERNEL};
 use anyhow::{anyhow, bail, Context, Result};
+use constrained_decoding::{Constraint, Format, Grammar};
 use continuous_batching::{Batcher, Scheduler, SchedulerConfig};
 use decode::{ContextPolicy, Tokenizer};
 use paged_kv_cache::blocks_for;
@@ -9,11 +10,12 @@ use prefix_cache::{PagedConfig, PagedScheduler};
 use quantized_matmul::{load_model, Quantization};
 use serving::{
     check_exposure, protect, router, serve as serve_http, shutdown_signal, AppState, EngineHandle,
-    EngineLimits, HeaderValue, MakeBatcher, ServerOptions, Shutdown,
+    EngineLimits, FormatCompiler, HeaderValue, MakeBatcher, ResponseFormat, ServerOptions,
+    Shutdown,
 };
 use std::{
     net::{IpAddr, SocketAddr},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::Duration,
 };
@@ -188,6 +190,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         engine,
         tokenizer: Arc::new(tokenizer),
         model_name: model_name.clone(),
+        formats: Some(response_formats(&dir)?),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
@@ -214,4 +217,34 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// `response_format`s compiled by chapter 15's grammars over the model's vocabulary: built once
+/// (the token trie), each request's schema compiled in milliseconds.
+fn response_formats(dir: &Path) -> Result<FormatCompiler> {
+    let config = kv_cache::ModelConfig::from_file(&dir.join("config.json"))
+        .with_context(|| format!("cannot read {}", dir.join("config.json").display()))?;
+    let vocab_size = usize::try_from(config.vocab_size)
+        .with_context(|| format!("vocab_size {} in config.json", config.vocab_size))?;
+    let grammar = Grammar::from_tokenizer_json(
+        &dir.join("tokenizer.json"),
+        &config.eos_token_ids,
+        vocab_size,
+    )?;
+    Ok(Arc::new(move |format: &ResponseFormat| {
+        let format = match format {
+            ResponseFormat::Text => return Err("free text needs no constraint".into()),
+            ResponseFormat::JsonObject => Format::JsonObject,
+            ResponseFormat::JsonSchema { json_schema } => Format::JsonSchema(
+                json_schema
+                    .schema
+                    .clone()
+                    .unwrap_or_else(|| serde_json::json!({})),
+            ),
+        };
+        grammar
+            .compile(&format)
+            .map(|state| Constraint::new(state).into())
+            .map_err(|error| error.to_string())
+    }))
 }

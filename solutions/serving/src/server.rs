@@ -191,6 +191,7 @@ pub(crate) async fn completions(
         max_new_tokens: request.max_tokens.unwrap_or(16),
         sampling: request.sampling.sampling(1.0),
         stop: request.sampling.stop(),
+        constraint: state.constraint(&request.response_format)?,
     };
     let (stream, first) = state.start(params).await?;
     let id = format!("cmpl-{}", stream.id);

@@ -51,6 +51,7 @@ pub fn start_with(limits: EngineLimits, options: &ServerOptions) -> TestServer {
             engine: engine.clone(),
             tokenizer: Arc::new(tokenizer()),
             model_name: MODEL.into(),
+            formats: None,
         }),
         options,
     );

@@ -71,6 +71,7 @@ pub fn start(limits: EngineLimits) -> TestServer {
         engine: engine.clone(),
         tokenizer: Arc::clone(&tokenizer),
         model_name: MODEL.into(),
+        formats: None,
     });
     TestServer {
         engine,
@@ -163,6 +164,7 @@ impl TestServer {
                 max_new_tokens,
                 sampling: SamplingParams::default(),
                 stop: Vec::new(),
+                constraint: None,
             })
             .unwrap_or_else(|error| panic!("submit: {error:?}"));
         run_to_end(stream).await
@@ -267,5 +269,6 @@ pub fn greedy_params(prompt_tokens: Vec<u32>, max_new_tokens: usize) -> Generate
         max_new_tokens,
         sampling: SamplingParams::default(),
         stop: Vec::new(),
+        constraint: None,
     }
 }
