@@ -138,3 +138,18 @@ try:
     check(False, "an unsatisfiable schema is refused")
 except openai.BadRequestError as error:
     check("response_format" in str(error), "an unsatisfiable schema is a 400 naming response_format")
+
+# Content as a list of text parts (what many clients send) is the same prompt as the string.
+parts = client.chat.completions.create(
+    model=model,
+    messages=[{"role": "user", "content": [{"type": "text", "text": question[0]["content"]}]}],
+    temperature=0,
+    max_tokens=32,
+)
+check(parts.choices[0].message.content == answer, "content given as text parts answers the same")
+
+# /tokenize and /detokenize (outside /v1, beside /generate).
+root = base_url.rsplit("/v1", 1)[0]
+tokens = client.post(f"{root}/tokenize", body={"prompt": "The capital of France"}, cast_to=object)
+text = client.post(f"{root}/detokenize", body={"tokens": tokens["tokens"]}, cast_to=object)
+check(text["text"] == "The capital of France", f"/tokenize then /detokenize: {tokens['count']} tokens")

@@ -159,7 +159,54 @@ pub struct CompletionRequest {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct ChatMessage {
     pub role: String,
+    /// A string, or OpenAI's list of content parts (`[{"type": "text", "text": ...}]`, what many
+    /// clients send), joined.
+    #[serde(deserialize_with = "content_text")]
     pub content: String,
+}
+
+/// A message's content as text: a string, or its text parts joined; other parts (images, audio)
+/// are an error naming them.
+fn content_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Content {
+        Text(String),
+        Parts(Vec<Part>),
+        Null(()),
+    }
+    #[derive(Deserialize)]
+    struct Part {
+        #[serde(rename = "type")]
+        kind: String,
+        text: Option<String>,
+    }
+    match Content::deserialize(deserializer)? {
+        Content::Text(text) => Ok(text),
+        Content::Null(()) => Ok(String::new()),
+        Content::Parts(parts) => parts
+            .into_iter()
+            .map(|part| match (part.kind.as_str(), part.text) {
+                ("text", Some(text)) => Ok(text),
+                (kind, _) => Err(serde::de::Error::custom(format!(
+                    "content parts of type {kind:?} are not supported: this model reads text parts"
+                ))),
+            })
+            .collect(),
+    }
+}
+
+/// `POST /tokenize`: the ids of `prompt` (raw text), or of `messages` through the chat template.
+#[derive(Clone, Debug, Deserialize)]
+pub struct TokenizeRequest {
+    pub prompt: Option<String>,
+    pub messages: Option<Vec<ChatMessage>>,
+}
+
+/// `POST /detokenize`: the text of `tokens`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct DetokenizeRequest {
+    pub tokens: Vec<u32>,
 }
 
 /// `POST /v1/chat/completions`.

@@ -6,7 +6,7 @@ use crate::{
     app_state::{chunks, finish_reason, now, only_one_choice},
     native_api::{generate, generate_stream},
     server::{collect, completions, openai_stream, sse},
-    ApiError, AppState, ChatCompletionRequest, GenerateParams,
+    ApiError, AppState, ChatCompletionRequest, DetokenizeRequest, GenerateParams, TokenizeRequest,
 };
 use axum::{
     extract::{rejection::JsonRejection, MatchedPath, Request, State},
@@ -27,6 +27,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(models))
         .route("/generate", post(generate))
         .route("/generate/stream", post(generate_stream))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .fallback(not_found)
@@ -35,6 +37,40 @@ pub fn router(state: AppState) -> Router {
             count_requests,
         ))
         .with_state(state)
+}
+
+/// `POST /tokenize`: `{"tokens": [...], "count": n}` for a raw `prompt` or a chat's `messages`
+/// (through the chat template, with the assistant's turn opened, as chat completions see it).
+/// Given.
+async fn tokenize(
+    State(state): State<AppState>,
+    body: Result<Json<TokenizeRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let tokens = match (&request.prompt, &request.messages) {
+        (Some(prompt), None) => state.encode(prompt)?,
+        (None, Some(messages)) => state.encode_chat(messages)?,
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of `prompt` (raw text) and `messages` (a chat)",
+            ))
+        }
+    };
+    Ok(Json(json!({"count": tokens.len(), "tokens": tokens})).into_response())
+}
+
+/// `POST /detokenize`: `{"text": ...}`, the tokenizer's text for `tokens` (special tokens kept).
+/// Given.
+async fn detokenize(
+    State(state): State<AppState>,
+    body: Result<Json<DetokenizeRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body?;
+    let text = state
+        .tokenizer
+        .decode(&request.tokens)
+        .map_err(|error| ApiError::invalid(format!("cannot detokenize `tokens`: {error}")))?;
+    Ok(Json(json!({"text": text})).into_response())
 }
 
 /// Counts every answered request by endpoint and status, for `/metrics`.

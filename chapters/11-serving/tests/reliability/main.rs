@@ -7,6 +7,7 @@
 //! `models/fixtures/llama-tiny`; requests go to the router in-process, or over loopback TCP to
 //! [`serve`] where the connection itself is under test.
 
+mod api_additions;
 mod api_key_and_cors;
 mod bad_requests;
 mod harness;
