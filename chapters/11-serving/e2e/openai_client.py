@@ -8,6 +8,7 @@ Run by .ci/run against `cargo xtask run serve`; by hand:
 import concurrent.futures
 import json
 import sys
+import urllib.request
 
 import openai
 
@@ -150,6 +151,16 @@ check(parts.choices[0].message.content == answer, "content given as text parts a
 
 # /tokenize and /detokenize (outside /v1, beside /generate).
 root = base_url.rsplit("/v1", 1)[0]
-tokens = client.post(f"{root}/tokenize", body={"prompt": "The capital of France"}, cast_to=object)
-text = client.post(f"{root}/detokenize", body={"tokens": tokens["tokens"]}, cast_to=object)
+
+
+def post(path, body):
+    request = urllib.request.Request(
+        root + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request) as response:
+        return json.load(response)
+
+
+tokens = post("/tokenize", {"prompt": "The capital of France"})
+text = post("/detokenize", {"tokens": tokens["tokens"]})
 check(text["text"] == "The capital of France", f"/tokenize then /detokenize: {tokens['count']} tokens")
