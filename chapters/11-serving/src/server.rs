@@ -84,7 +84,8 @@ pub(crate) fn openai_stream(
 ///
 /// 1. `body?` answers a body that is not this endpoint's JSON with a 400. Check the model and
 ///    `n`, encode the prompt and build [`GenerateParams`]: `max_tokens` new tokens (OpenAI's
-///    default 16), sampling with OpenAI's default temperature 1, the stop strings.
+///    default 16), sampling with OpenAI's default temperature 1, the stop strings, and the
+///    constraint of `response_format` (`state.constraint`, a 400 when it does not compile).
 /// 2. `state.start(params)`. Every answer shares `{"id": "cmpl-<request id>", "object":
 ///    "text_completion", "created": now(), "model": state.model_name}`.
 /// 3. With `"stream": true`: [`sse`] of [`openai_stream`] over [`chunks`], with
