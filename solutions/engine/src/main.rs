@@ -182,8 +182,8 @@ fn run(args: Args) -> Result<()> {
         seed: args.seed,
     };
     let mut sampler = Sampler::new(sampling)
-    // MLX's own message also names the line that raised it: noise for a bad flag.
-    .map_err(|error| anyhow!("invalid sampling options: {}", error.what()))?;
+        // MLX's own message also names the line that raised it: noise for a bad flag.
+        .map_err(|error| anyhow!("invalid sampling options: {}", error.what()))?;
     if args.quant_group_size.is_some() && args.quantization == Quantization::None {
         bail!("--quant-group-size only applies with --quantization int4 or int8");
     }

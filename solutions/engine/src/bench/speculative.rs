@@ -34,9 +34,9 @@ pub struct SpeculativeArgs {
     /// Draft lengths to measure.
     #[arg(long, value_delimiter = ',', default_values_t = [4])]
     num_draft_tokens: Vec<usize>,
-    /// Built-in prompts: short-chat, medium, long, and code-edit (code the answer repeats, where
-    /// prompt lookup shines).
-    #[arg(long, value_delimiter = ',', default_values_t = ["short-chat".to_string(), "medium".to_string(), "code-edit".to_string()])]
+    /// Built-in prompts: short-chat, medium, long, and code (a repetitive test file to
+    /// continue, where prompt lookup shines).
+    #[arg(long, value_delimiter = ',', default_values_t = ["short-chat".to_string(), "medium".to_string(), "code".to_string()])]
     prompts: Vec<String>,
     /// Also write the rows as JSON here.
     #[arg(long, value_name = "FILE")]
@@ -135,10 +135,12 @@ pub fn run(args: SpeculativeArgs) -> Result<()> {
     let mut specs = Vec::new();
     for name in &args.prompts {
         specs.push(match name.as_str() {
-            "code-edit" => prompts::PromptSpec {
+            // Plain text, not a chat turn: the model continues the pattern, as an editor's
+            // completion would, and the continuation repeats what came before.
+            "code" => prompts::PromptSpec {
                 name: name.clone(),
-                text: include_str!("prompts/code-edit.txt").trim_end().to_string(),
-                chat: true,
+                text: include_str!("prompts/code.txt").to_string(),
+                chat: false,
             },
             _ => prompts::builtin_named(std::slice::from_ref(name))?.remove(0),
         });
