@@ -273,7 +273,10 @@ fn speculative(pass: PassThrough) -> Result<()> {
     let mut args = with_model_path("speculative", pass.args)?;
     if !args.iter().any(|arg| arg.starts_with("--draft-model-path")) {
         let draft = models::ready_model_dir(Some(BUILTIN_4BIT))?;
-        args.extend(["--draft-model-path".to_string(), draft.display().to_string()]);
+        args.extend([
+            "--draft-model-path".to_string(),
+            draft.display().to_string(),
+        ]);
     }
     run_engine_binary("bench", pass.mine, &args)
 }
