@@ -165,6 +165,9 @@ struct TurnRow {
     ttft_ms_with: f64,
 }
 
+/// Which time of a turn a line shows.
+type TurnMetric = fn(&TurnRow) -> f64;
+
 #[derive(Deserialize)]
 struct PagedReport {
     turns: Vec<TurnRow>,
@@ -199,7 +202,7 @@ pub fn plot_prefix_cache(json: &Path, svg: &Path) -> Result<()> {
             .x_desc("turn (each resends the whole history)")
             .y_desc("time to first token (ms)")
             .draw()?;
-        let series: [(&str, RGBColor, fn(&TurnRow) -> f64); 2] = [
+        let series: [(&str, RGBColor, TurnMetric); 2] = [
             ("without the prefix cache", RED, |row| row.ttft_ms_without),
             ("with the prefix cache", BLUE, |row| row.ttft_ms_with),
         ];
