@@ -190,19 +190,20 @@ fn run_one(
         stop_token_ids: Vec::new(),
         constraint: None,
     })?;
+    // The request may finish in the step of its first token: read the cache's counter, not
+    // the running request.
+    let hits_before = scheduler.cache().stats().hit_tokens;
     let started = Instant::now();
-    let (mut first, mut cached, mut tokens) = (None, 0, Vec::new());
+    let (mut first, mut tokens) = (None, Vec::new());
     while !scheduler.is_idle() {
         for event in scheduler.step()? {
             if let Event::Token { token, .. } = event {
-                if first.is_none() {
-                    first = Some(started.elapsed().as_secs_f64());
-                    cached = scheduler.cached_tokens(id).unwrap_or(0);
-                }
+                first.get_or_insert_with(|| started.elapsed().as_secs_f64());
                 tokens.push(token);
             }
         }
     }
+    let cached = scheduler.cache().stats().hit_tokens - hits_before;
     Ok((first.unwrap_or(0.0), cached, tokens))
 }
 
