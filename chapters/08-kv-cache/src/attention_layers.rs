@@ -35,6 +35,9 @@ pub struct CachedAttention {
     /// `[D / 2]` RoPE periods that replace `theta^(2i/D)` in the fused kernel (Llama 3's
     /// scaling, `src/rope_scaling.rs`); `None` for plain RoPE.
     pub(crate) rope_periods: Option<Array>,
+    /// `[(H_q + 2 H_kv) * D, E]`: q, k and v joined, for one matmul in the fused path
+    /// (`src/fused_attention.rs`); `None` when the checkpoint stores them in different formats.
+    pub(crate) qkv_proj: Option<Box<dyn Linear>>,
 }
 
 impl CachedAttention {
@@ -45,6 +48,7 @@ impl CachedAttention {
             layers,
             rope,
             rope_periods: None,
+            qkv_proj: None,
         }
     }
 

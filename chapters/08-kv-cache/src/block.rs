@@ -10,13 +10,23 @@ pub(crate) struct Mlp {
     pub(crate) gate_proj: Box<dyn Linear>,
     pub(crate) up_proj: Box<dyn Linear>,
     pub(crate) down_proj: Box<dyn Linear>,
+    /// `[2 I, E]`: gate and up joined, for one matmul in the fused path; `None` when the
+    /// checkpoint stores them in different formats.
+    pub(crate) gate_up_proj: Option<Box<dyn Linear>>,
 }
 
 impl Mlp {
-    fn forward(&self, x: &Array) -> mlx_rs::error::Result<Array> {
-        let gate = silu(&self.gate_proj.forward(x)?)?; // [B, L, I]
-        self.down_proj
-            .forward(&gate.multiply(self.up_proj.forward(x)?)?) // [B, L, E]
+    fn forward(&self, x: &Array, kernels: Kernels) -> mlx_rs::error::Result<Array> {
+        let (gate, up) = match (kernels, &self.gate_up_proj) {
+            (Kernels::Fused, Some(gate_up_proj)) => {
+                let gate_up = gate_up_proj.forward(x)?; // [B, L, 2 I]
+                let inner = gate_up.dim(-1) / 2;
+                let mut halves = gate_up.split_at_indices(&[inner], -1)?.into_iter(); // 2 x [B, L, I]
+                (halves.next().expect("two"), halves.next().expect("two"))
+            }
+            _ => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?), // [B, L, I]
+        };
+        self.down_proj.forward(&silu(&gate)?.multiply(&up)?) // [B, L, E]
     }
 }
 
@@ -43,7 +53,7 @@ impl Block {
         let h = x.add(&attended)?; // [B, L, E]
         h.add(
             self.mlp
-                .forward(&self.post_attention_layernorm.forward(&h)?)?,
+                .forward(&self.post_attention_layernorm.forward(&h)?, self.kernels)?,
         ) // [B, L, E]
     }
 }

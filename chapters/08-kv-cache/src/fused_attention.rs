@@ -1,7 +1,7 @@
 //! The cached attention layer on MLX's fused kernels: the engine's fast path, the same math as
 //! your `CachedAttention::forward` in `src/attention.rs`. Given.
 
-use crate::{attention_layers::batch_and_length, CachedAttention, LayerCache, Linear};
+use crate::{attention_layers::batch_and_length, CachedAttention, LayerCache};
 use mlx_rs::{error::Result, fast, Array};
 use rmsnorm_mlp::AttentionConfig;
 use rope::Offset;
@@ -20,11 +20,27 @@ impl CachedAttention {
             ..
         } = self.config;
         let layers = &self.layers;
-        // [B, L, E] -> [B, H, L, D]: MLX's kernels take positions along axis 2.
-        let heads_first = |projection: &dyn Linear, heads: i32, norm: Option<&Array>| {
-            let split = projection
-                .forward(x)?
-                .reshape(&[batch, length, heads, head_dim])?;
+        // [B, L, H * D] -> [B, L, H, D]
+        let split_heads =
+            |projected: &Array, heads: i32| projected.reshape(&[batch, length, heads, head_dim]);
+        // One matmul for q, k and v when the model joined them at load, else three.
+        let (q, k, v) = match &self.qkv_proj {
+            Some(qkv_proj) => {
+                let heads = split_heads(&qkv_proj.forward(x)?, num_heads + 2 * num_kv_heads)?;
+                let mut parts = heads
+                    .split_at_indices(&[num_heads, num_heads + num_kv_heads], 2)?
+                    .into_iter(); // [B, L, H_q | H_kv | H_kv, D]
+                let mut next = || parts.next().expect("three parts");
+                (next(), next(), next())
+            }
+            None => (
+                split_heads(&layers.q_proj.forward(x)?, num_heads)?,
+                split_heads(&layers.k_proj.forward(x)?, num_kv_heads)?,
+                split_heads(&layers.v_proj.forward(x)?, num_kv_heads)?,
+            ),
+        };
+        // [B, L, H, D] -> [B, H, L, D]: MLX's kernels take positions along axis 2.
+        let heads_first = |split: Array, norm: Option<&Array>| {
             let split = match norm {
                 Some(norm) => fast::rms_norm(&split, Some(norm), rms_norm_eps)?,
                 None => split,
@@ -36,24 +52,18 @@ impl CachedAttention {
             Some(periods) => (None, Some(periods)),
             None => (Some(rope_theta), None),
         };
-        let rotate = |x: &Array| match cache.positions() {
-            Offset::Start(start) => fast::rope(x, head_dim, false, base, 1.0, start, periods),
-            Offset::PerRow(starts) => {
-                let starts = Array::from_slice(starts, &[batch]); // [B]
-                fast::rope_dynamic(x, head_dim, false, base, 1.0, &starts, periods)
-            }
+        // Rows at different positions upload their starts once, for both q and k.
+        let (shared_start, row_starts) = match cache.positions() {
+            Offset::Start(start) => (start, None),
+            Offset::PerRow(starts) => (0, Some(Array::from_slice(starts, &[batch]))), // [B]
         };
-        let q = rotate(&heads_first(
-            layers.q_proj.as_ref(),
-            num_heads,
-            layers.q_norm.as_ref(),
-        )?)?; // [B, H_q, L, D]
-        let k = rotate(&heads_first(
-            layers.k_proj.as_ref(),
-            num_kv_heads,
-            layers.k_norm.as_ref(),
-        )?)?; // [B, H_kv, L, D]
-        let v = heads_first(layers.v_proj.as_ref(), num_kv_heads, None)?; // [B, H_kv, L, D]
+        let rotate = |x: &Array| match &row_starts {
+            Some(starts) => fast::rope_dynamic(x, head_dim, false, base, 1.0, starts, periods),
+            None => fast::rope(x, head_dim, false, base, 1.0, shared_start, periods),
+        };
+        let q = rotate(&heads_first(q, layers.q_norm.as_ref())?)?; // [B, H_q, L, D]
+        let k = rotate(&heads_first(k, layers.k_norm.as_ref())?)?; // [B, H_kv, L, D]
+        let v = heads_first(v, None)?; // [B, H_kv, L, D]
 
         let (k, v) = cache.update_and_fetch(&k, &v)?; // [B, H_kv, S, D]
         let scale = 1.0 / (head_dim as f32).sqrt();

@@ -64,35 +64,62 @@ impl Model {
             rms_norm_eps: config.rms_norm_eps,
         };
         let eps = config.rms_norm_eps;
-        let mut linear = |name: &str, out: i32, inp: i32| loader.load(name, out, inp, &mut tensors);
+        let linear = |tensors: &mut Tensors, name: &str, out: i32, inp: i32| {
+            loader.load(name, out, inp, tensors)
+        };
 
-        let embed_tokens = linear("model.embed_tokens", vocab, hidden)?;
+        let embed_tokens = linear(&mut tensors, "model.embed_tokens", vocab, hidden)?;
         let mut layers = Vec::new();
         for n in 0..config.num_hidden_layers {
             let name = |suffix: &str| format!("model.layers.{n}.{suffix}");
+            let (q, k, v) = (
+                name("self_attn.q_proj"),
+                name("self_attn.k_proj"),
+                name("self_attn.v_proj"),
+            );
+            let (gate, up) = (name("mlp.gate_proj"), name("mlp.up_proj"));
+            // The fused path's joined projections (`Kernels::Fused`), sharing the parts' memory.
+            let qkv_name = name("self_attn.qkv_proj");
+            let qkv_proj = if tensors.join_rows(&[&q, &k, &v], &qkv_name) {
+                Some(linear(
+                    &mut tensors,
+                    &qkv_name,
+                    q_width + 2 * kv_width,
+                    hidden,
+                )?)
+            } else {
+                None
+            };
+            let gate_up_name = name("mlp.gate_up_proj");
+            let gate_up_proj = if tensors.join_rows(&[&gate, &up], &gate_up_name) {
+                Some(linear(&mut tensors, &gate_up_name, 2 * inner, hidden)?)
+            } else {
+                None
+            };
             let attention = AttentionLayers {
-                q_proj: linear(&name("self_attn.q_proj"), q_width, hidden)?,
-                k_proj: linear(&name("self_attn.k_proj"), kv_width, hidden)?,
-                v_proj: linear(&name("self_attn.v_proj"), kv_width, hidden)?,
-                o_proj: linear(&name("self_attn.o_proj"), hidden, q_width)?,
+                q_proj: linear(&mut tensors, &q, q_width, hidden)?,
+                k_proj: linear(&mut tensors, &k, kv_width, hidden)?,
+                v_proj: linear(&mut tensors, &v, kv_width, hidden)?,
+                o_proj: linear(&mut tensors, &name("self_attn.o_proj"), hidden, q_width)?,
                 q_norm: None,
                 k_norm: None,
             };
             let mlp = Mlp {
-                gate_proj: linear(&name("mlp.gate_proj"), inner, hidden)?,
-                up_proj: linear(&name("mlp.up_proj"), inner, hidden)?,
-                down_proj: linear(&name("mlp.down_proj"), hidden, inner)?,
+                gate_proj: linear(&mut tensors, &gate, inner, hidden)?,
+                up_proj: linear(&mut tensors, &up, inner, hidden)?,
+                down_proj: linear(&mut tensors, &name("mlp.down_proj"), hidden, inner)?,
+                gate_up_proj,
             };
-            layers.push((n, attention, mlp));
+            layers.push((n, attention, qkv_proj, mlp));
         }
         let lm_head = if config.tie_word_embeddings {
             None
         } else {
-            Some(linear("lm_head", vocab, hidden)?)
+            Some(linear(&mut tensors, "lm_head", vocab, hidden)?)
         };
         // The norms are plain float vectors whatever the format of the linear layers.
         let mut blocks = Vec::new();
-        for (n, mut attention, mlp) in layers {
+        for (n, mut attention, qkv_proj, mlp) in layers {
             let name = |suffix: &str| format!("model.layers.{n}.{suffix}");
             attention.q_norm =
                 tensors.take_optional(&name("self_attn.q_norm.weight"), Some(&[head_dim]))?;
@@ -103,7 +130,10 @@ impl Model {
                     tensors.take(&name("input_layernorm.weight"), Some(&[hidden]))?,
                     eps,
                 ),
-                attention: CachedAttention::new(attention_config, attention),
+                attention: CachedAttention {
+                    qkv_proj,
+                    ..CachedAttention::new(attention_config, attention)
+                },
                 post_attention_layernorm: Norm::new(
                     tensors.take(&name("post_attention_layernorm.weight"), Some(&[hidden]))?,
                     eps,
@@ -147,6 +177,16 @@ impl Model {
             block.post_attention_layernorm.set_kernels(kernels);
         }
         self.norm.set_kernels(kernels);
+        self
+    }
+
+    /// Runs the fused path's q, k, v and gate, up projections as separate matmuls, as the
+    /// engine did before it joined them at load: `bench single-stream`'s "before".
+    pub fn without_joined_projections(mut self) -> Self {
+        for block in &mut self.layers {
+            block.attention.qkv_proj = None;
+            block.mlp.gate_up_proj = None;
+        }
         self
     }
 
