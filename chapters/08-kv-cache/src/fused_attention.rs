@@ -65,34 +65,52 @@ impl CachedAttention {
         let k = rotate(&heads_first(k, layers.k_norm.as_ref())?)?; // [B, H_kv, L, D]
         let v = heads_first(v, None)?; // [B, H_kv, L, D]
 
-        let (k, v) = cache.update_and_fetch(&k, &v)?; // [B, H_kv, S, D]
         let scale = 1.0 / (head_dim as f32).sqrt();
-        let out = match cache.mask(length)? {
-            // The kernel takes an additive mask only in the queries' dtype (bfloat16 models).
-            Some(mask) => {
-                let mask = mask.as_dtype(q.dtype())?;
-                fast::scaled_dot_product_attention(&q, &k, &v, scale, &mask, None)?
-            }
-            None if length > 1 => fast::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                scale,
-                fast::ScaledDotProductAttentionMask::Causal,
-                None,
-            )?,
-            None => fast::scaled_dot_product_attention(
-                &q,
-                &k,
-                &v,
-                scale,
-                None::<fast::ScaledDotProductAttentionMask>,
-                None,
-            )?,
+        // A cache that can attend over its own storage in one kernel (chapter 12's pages on a
+        // CUDA GPU) skips gathering its keys into one dense batch.
+        let out = match cache.attend_fused(&q, &k, &v, scale)? {
+            Some(out) => out,
+            None => attend_over_fetched(cache, &q, &k, &v, scale)?,
         }; // [B, H_q, L, D]
         let merged = out
             .swap_axes(1, 2)? // [B, L, H_q, D]
             .reshape(&[batch, length, num_heads * head_dim])?; // [B, L, H_q * D]
         layers.o_proj.forward(&merged) // [B, L, E]
     }
+}
+
+/// MLX's fused attention of `q` `[B, H_q, L, D]` over every key and value of `cache`, after
+/// appending the new ones `k`, `v` `[B, H_kv, L, D]`: `[B, H_q, L, D]`.
+fn attend_over_fetched(
+    cache: &mut dyn LayerCache,
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+) -> Result<Array> {
+    let length = q.dim(2);
+    let (k, v) = cache.update_and_fetch(k, v)?; // [B, H_kv, S, D]
+    Ok(match cache.mask(length)? {
+        // The kernel takes an additive mask only in the queries' dtype (bfloat16 models).
+        Some(mask) => {
+            let mask = mask.as_dtype(q.dtype())?;
+            fast::scaled_dot_product_attention(q, &k, &v, scale, &mask, None)?
+        }
+        None if length > 1 => fast::scaled_dot_product_attention(
+            q,
+            &k,
+            &v,
+            scale,
+            fast::ScaledDotProductAttentionMask::Causal,
+            None,
+        )?,
+        None => fast::scaled_dot_product_attention(
+            q,
+            &k,
+            &v,
+            scale,
+            None::<fast::ScaledDotProductAttentionMask>,
+            None,
+        )?,
+    })
 }

@@ -20,4 +20,21 @@ pub trait LayerCache {
     /// returned, broadcastable to `[B, H_q, L, S]`; `None` means the plain causal rule (each new
     /// token sees every key up to its own position).
     fn mask(&self, queries: i32) -> Result<Option<Array>>;
+
+    /// For a cache that runs attention over its own storage in one kernel (chapter 12's pages
+    /// on a CUDA GPU): stores the new `keys`, `values` `[B, H_kv, L, D]` and returns the
+    /// attention of `queries` `[B, H_q, L, D]` over every cached key, `[B, H_q, L, D]`.
+    /// `Ok(None)`, the default, leaves the cache untouched: the layer then calls
+    /// [`update_and_fetch`](Self::update_and_fetch) and MLX's attention. Only the engine's fused
+    /// path ([`crate::Kernels::Fused`]) asks.
+    fn attend_fused(
+        &mut self,
+        queries: &Array,
+        keys: &Array,
+        values: &Array,
+        scale: f32,
+    ) -> Result<Option<Array>> {
+        let _ = (queries, keys, values, scale);
+        Ok(None)
+    }
 }
