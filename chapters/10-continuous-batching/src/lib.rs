@@ -3,6 +3,7 @@
 //! their new tokens and masking them) and `src/scheduler.rs` (prefilling requests in chunks,
 //! decoding them together, cancelling them). Given: `src/batch_cache_storage.rs` (the batched
 //! cache's type and layout), `src/request.rs` (requests, their events and finish reasons),
+//! `src/logprobs.rs` (the log-probabilities a request may ask for with its tokens),
 //! `src/scheduler_queues.rs` (the scheduler's type, its queues and its step) and `src/batcher.rs`
 //! (what a server asks of a scheduler). The tests are in `tests/continuous_batching/`. Book: book/src/week2-10-continuous-batching.md.
 //!
@@ -25,6 +26,7 @@ mod batch_cache;
 mod batch_cache_storage;
 mod batcher;
 mod constraint;
+mod logprobs;
 mod request;
 #[cfg_attr(
     feature = "solution",
@@ -46,6 +48,7 @@ pub use {
         generate, greedy, CachedModel, DenseLoader, GenerationOptions, Kernels, KvCache,
         LayerCache, Model, ModelConfig, Tokenizer, STEP,
     },
+    logprobs::*,
     request::*,
     rope::Offset,
     sampling::{Sampler, SamplingParams},

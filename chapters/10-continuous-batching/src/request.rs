@@ -1,7 +1,7 @@
 //! What goes into the scheduler and what comes out: a request, the events a step produces for
 //! it, and why it ends. Given.
 
-use crate::SharedConstraint;
+use crate::{SharedConstraint, TokenLogprobs};
 use sampling::SamplingParams;
 
 /// One generation to run.
@@ -16,6 +16,9 @@ pub struct Request {
     pub stop_token_ids: Vec<u32>,
     /// Restricts each token to those it allows (chapter 15's grammars); `None` for free text.
     pub constraint: Option<SharedConstraint>,
+    /// `Some(k)`: each `Token` event carries the token's log-probability and the `k` most
+    /// likely tokens' (at most [`MAX_TOP_LOGPROBS`](crate::MAX_TOP_LOGPROBS)); `None`: neither.
+    pub logprobs: Option<usize>,
 }
 
 /// Why a request left the scheduler.
@@ -30,8 +33,16 @@ pub enum FinishReason {
 }
 
 /// What a step produced, in order, for the caller to route to each request's client.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
-    Token { id: u64, token: u32 },
-    Finished { id: u64, reason: FinishReason },
+    Token {
+        id: u64,
+        token: u32,
+        /// Filled in by [`attach_logprobs`](crate::attach_logprobs) when the request asked.
+        logprobs: Option<TokenLogprobs>,
+    },
+    Finished {
+        id: u64,
+        reason: FinishReason,
+    },
 }

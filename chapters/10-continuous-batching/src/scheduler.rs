@@ -3,6 +3,7 @@
 //! batch, and cancelling a request wherever it is.
 
 use crate::{
+    attach_logprobs,
     scheduler_queues::{choose, record, Decoding, Prefilling},
     Event, Scheduler,
 };
@@ -31,8 +32,9 @@ impl Scheduler<'_> {
     /// - Each row chooses its next token from its logits with [`choose`]; a greedy row
     ///   ([`Decoding::is_plain_greedy`]) may [`record`] its argmax from one over the whole batch
     ///   instead, which waits for the device once, not once per row. Once every row has chosen,
-    ///   the rows that finished leave the batch ([`Scheduler::leave_batch`]), each with a
-    ///   `Finished` event.
+    ///   [`attach_logprobs`] fills in the log-probabilities of the step's `Token` events (one
+    ///   wait for all the rows that asked), then the rows that finished leave the batch
+    ///   ([`Scheduler::leave_batch`]), each with a `Finished` event.
     ///
     /// Book: week 2, chapter 10 (continuous batching), task 4.
     pub(crate) fn decode(&mut self, events: &mut Vec<Event>) -> Result<()> {
@@ -44,7 +46,8 @@ impl Scheduler<'_> {
     /// - Each request runs at most one chunk per step, of `min(prompt tokens left, budget left,
     ///   prefill_chunk)` tokens, through the model with its own [`KvCache`](kv_cache::KvCache).
     /// - A request whose prompt is done chooses its first token from its last logits with
-    ///   [`choose`]. If that finishes it, it leaves with a `Finished` event; otherwise its cache
+    ///   [`choose`] ([`attach_logprobs`] over those logits, `[1, V]`, fills in the token's
+    ///   log-probabilities). If that finishes it, it leaves with a `Finished` event; otherwise its cache
     ///   joins the batch (one [`BatchKvCache::add`](crate::BatchKvCache::add) per layer) and it
     ///   starts decoding.
     ///

@@ -228,6 +228,7 @@ pub fn record(
     events.push(Event::Token {
         id: request.id,
         token,
+        logprobs: None,
     });
     (decoding.generated >= request.max_new_tokens).then_some(FinishReason::Length)
 }

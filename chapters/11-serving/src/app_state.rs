@@ -4,7 +4,7 @@
 
 use crate::{
     ApiError, ChatMessage, Chunk, EngineHandle, GenerateParams, RequestStream, ResponseFormat,
-    Timings, Usage,
+    Timings, TokenLogprob, Usage,
 };
 use axum::http::StatusCode;
 use continuous_batching::{FinishReason, SharedConstraint};
@@ -182,6 +182,8 @@ pub(crate) fn only_one_choice(n: Option<usize>) -> Result<(), ApiError> {
 /// A whole generation, collected from its chunks.
 pub(crate) struct Collected {
     pub(crate) text: String,
+    /// Of each token, when the request asked.
+    pub(crate) logprobs: Vec<TokenLogprob>,
     pub(crate) finish_reason: FinishReason,
     pub(crate) usage: Usage,
     pub(crate) timings: Timings,

@@ -2,9 +2,12 @@
 //! one scheduler step at a time, and streams each request's text back through its own channel.
 //! Given: your code in `src/engine.rs` admits requests and routes each generated token.
 
-use crate::{messages::Command, Chunk, Metrics, PromptTokensDetails, Timings, Usage};
+use crate::{
+    messages::Command, Chunk, Metrics, PromptTokensDetails, Timings, TokenLogprob, TopLogprob,
+    Usage,
+};
 use continuous_batching::{
-    Batcher, Event, FinishReason, KvPoolStats, Model, Scheduler, SchedulerConfig,
+    Batcher, Event, FinishReason, KvPoolStats, Model, Scheduler, SchedulerConfig, TokenLogprobs,
 };
 use decode::{ContextPolicy, StreamingDetokenizer, Tokenizer};
 use quantized_matmul::{quantization_of, weight_bytes, WeightBytes};
@@ -216,6 +219,30 @@ pub(crate) fn held_back(text: &str, stop: &[String]) -> usize {
         .unwrap_or(0)
 }
 
+/// A token's log-probabilities as the API reports them: each token as its own text and bytes.
+fn token_logprob(tokenizer: &Tokenizer, token: u32, logprobs: &TokenLogprobs) -> TokenLogprob {
+    // Decoding fails only on an id outside the vocabulary, which the model cannot choose.
+    let text = |token: u32| tokenizer.decode(&[token]).unwrap_or_default();
+    let token = text(token);
+    TokenLogprob {
+        bytes: token.as_bytes().to_vec(),
+        token,
+        logprob: logprobs.logprob,
+        top_logprobs: logprobs
+            .top
+            .iter()
+            .map(|&(alternative, logprob)| {
+                let token = text(alternative);
+                TopLogprob {
+                    bytes: token.as_bytes().to_vec(),
+                    token,
+                    logprob,
+                }
+            })
+            .collect(),
+    }
+}
+
 /// The engine thread's state: the scheduler and the requests it runs.
 pub(crate) struct EngineLoop<'m> {
     pub(crate) scheduler: Box<dyn Batcher + 'm>,
@@ -295,10 +322,18 @@ impl EngineLoop<'_> {
 
     fn route(&mut self, event: Event) {
         match event {
-            Event::Token { id, token } => {
+            Event::Token {
+                id,
+                token,
+                logprobs,
+            } => {
                 if let Some(active) = self.active.get_mut(&id) {
                     if active.generated == 0 {
                         active.cached_tokens = self.scheduler.cached_tokens(id);
+                    }
+                    if let Some(logprobs) = logprobs {
+                        let entry = token_logprob(&self.tokenizer, token, &logprobs);
+                        let _ = active.sink.send(Chunk::Logprobs(vec![entry]));
                     }
                 }
                 self.token(id, token)

@@ -1,7 +1,7 @@
 //! What the HTTP handlers and the engine thread exchange: the command that submits a request,
 //! the chunks its stream carries back, and why a request is refused before it starts. Given.
 
-use crate::{Timings, Usage};
+use crate::{Timings, TokenLogprob, Usage};
 use continuous_batching::{FinishReason, Request};
 use std::time::Instant;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -11,6 +11,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 pub enum Chunk {
     /// New text (never part of a stop string).
     Text(String),
+    /// The log-probabilities of the token whose text comes next, for a request that asked;
+    /// sent before that text.
+    Logprobs(Vec<TokenLogprob>),
     /// The last chunk of a request that ran.
     Done {
         finish_reason: FinishReason,

@@ -44,6 +44,7 @@ impl GenerateRequest {
             sampling: self.sampling.sampling(0.0),
             stop: self.sampling.stop(),
             constraint: None,
+            logprobs: None,
         };
         let prompt_tokens = params.prompt_tokens.len();
         let plan = state.fit_context(&mut params)?;
@@ -139,9 +140,11 @@ pub(crate) async fn generate_stream(
     let Json(request) = body?;
     let fitted = request.params(&state)?;
     let (stream, first) = state.start(fitted.params.clone()).await?;
-    let lines = chunks(stream, first).map(move |chunk| {
+    let lines = chunks(stream, first).filter_map(move |chunk| {
         let value = match chunk {
             Chunk::Text(text) => json!({"text": text}),
+            // The native API asks for none.
+            Chunk::Logprobs(_) => return std::future::ready(None),
             Chunk::Done {
                 finish_reason: reason,
                 usage,
@@ -150,7 +153,7 @@ pub(crate) async fn generate_stream(
                 "stats": native_stats(&state, &fitted, reason, usage, timings)}),
             Chunk::Rejected(message) | Chunk::Failed(message) => json!({"error": message}),
         };
-        Ok::<_, Infallible>(format!("{value}\n"))
+        std::future::ready(Some(Ok::<_, Infallible>(format!("{value}\n"))))
     });
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],

@@ -1,7 +1,7 @@
 //! The JSON the server speaks: OpenAI's completions and chat completions, and the engine's own
 //! simple `/generate` API. Requests become one [`GenerateParams`] for the engine thread.
 
-use continuous_batching::{SamplingParams, SharedConstraint};
+use continuous_batching::{SamplingParams, SharedConstraint, MAX_TOP_LOGPROBS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -15,6 +15,8 @@ pub struct GenerateParams {
     pub stop: Vec<String>,
     /// What the output must be (a JSON schema...), compiled by [`AppState::constraint`](crate::AppState::constraint).
     pub constraint: Option<SharedConstraint>,
+    /// `Some(k)`: the log-probability of each token and of the `k` most likely alternatives.
+    pub logprobs: Option<usize>,
 }
 
 /// OpenAI's limits on a request, which this server keeps too.
@@ -152,8 +154,23 @@ pub struct CompletionRequest {
     /// Only 1 is supported.
     pub n: Option<usize>,
     pub response_format: Option<ResponseFormat>,
+    /// The log-probability of each token and of this many alternatives (OpenAI's legacy
+    /// `logprobs`; at most [`MAX_TOP_LOGPROBS`], as vLLM allows).
+    pub logprobs: Option<usize>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
+}
+
+impl CompletionRequest {
+    /// The alternatives asked for with each token, or a message naming the bad value.
+    pub fn logprobs(&self) -> Result<Option<usize>, String> {
+        match self.logprobs {
+            Some(top) if top > MAX_TOP_LOGPROBS => Err(format!(
+                "`logprobs` is {top}; at most {MAX_TOP_LOGPROBS} alternatives are returned"
+            )),
+            top => Ok(top),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -222,8 +239,96 @@ pub struct ChatCompletionRequest {
     pub stream_options: Option<StreamOptions>,
     pub n: Option<usize>,
     pub response_format: Option<ResponseFormat>,
+    /// Whether each token's log-probability comes back (`choices[].logprobs.content`).
+    #[serde(default)]
+    pub logprobs: bool,
+    /// With `logprobs`: this many most likely alternatives of each token, at most
+    /// [`MAX_TOP_LOGPROBS`].
+    pub top_logprobs: Option<usize>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
+}
+
+impl ChatCompletionRequest {
+    /// The alternatives asked for with each token (`None`: no log-probabilities), or a message
+    /// naming the bad value.
+    pub fn logprobs(&self) -> Result<Option<usize>, String> {
+        match (self.logprobs, self.top_logprobs) {
+            (_, Some(top)) if top > MAX_TOP_LOGPROBS => Err(format!(
+                "`top_logprobs` is {top}; it must be between 0 and {MAX_TOP_LOGPROBS}"
+            )),
+            (false, Some(_)) => {
+                Err("`top_logprobs` needs `logprobs`: set \"logprobs\": true".into())
+            }
+            (false, None) => Ok(None),
+            (true, top) => Ok(Some(top.unwrap_or(0))),
+        }
+    }
+}
+
+/// One generated token's log-probability and its most likely alternatives, in OpenAI's chat
+/// shape (`choices[].logprobs.content[]`). `token` is the token's own text (U+FFFD where it
+/// holds part of a character), `bytes` its UTF-8 bytes.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// An alternative to a generated token.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+/// Where an endpoint puts log-probabilities in a choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogprobsFormat {
+    /// Chat completions: `{"content": [TokenLogprob...]}`.
+    Chat,
+    /// Legacy completions: `{"tokens", "token_logprobs", "top_logprobs": [{token: logprob}],
+    /// "text_offset"}`.
+    Completion,
+}
+
+impl LogprobsFormat {
+    /// The `logprobs` of a choice holding `tokens`, its text starting `text_offset` characters
+    /// into the generated text.
+    pub fn render(self, tokens: &[TokenLogprob], text_offset: usize) -> Value {
+        match self {
+            LogprobsFormat::Chat => serde_json::json!({ "content": tokens }),
+            LogprobsFormat::Completion => {
+                let offsets: Vec<usize> = tokens
+                    .iter()
+                    .scan(text_offset, |offset, token| {
+                        let start = *offset;
+                        *offset += token.token.chars().count();
+                        Some(start)
+                    })
+                    .collect();
+                let top: Vec<serde_json::Map<String, Value>> = tokens
+                    .iter()
+                    .map(|token| {
+                        token
+                            .top_logprobs
+                            .iter()
+                            .map(|top| (top.token.clone(), Value::from(top.logprob)))
+                            .collect()
+                    })
+                    .collect();
+                serde_json::json!({
+                    "tokens": tokens.iter().map(|token| &token.token).collect::<Vec<_>>(),
+                    "token_logprobs": tokens.iter().map(|token| token.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": top,
+                    "text_offset": offsets,
+                })
+            }
+        }
+    }
 }
 
 /// `POST /generate` and `POST /generate/stream`: the engine's CLI as JSON. Give `prompt` (raw

@@ -6,7 +6,8 @@ use crate::{
     app_state::{chunks, finish_reason, now, only_one_choice},
     native_api::{generate, generate_stream},
     server::{collect, completions, openai_stream, sse},
-    ApiError, AppState, ChatCompletionRequest, DetokenizeRequest, GenerateParams, TokenizeRequest,
+    ApiError, AppState, ChatCompletionRequest, DetokenizeRequest, GenerateParams, LogprobsFormat,
+    TokenizeRequest,
 };
 use axum::{
     extract::{rejection::JsonRejection, MatchedPath, Request, State},
@@ -110,6 +111,7 @@ async fn chat_completions(
         sampling: request.sampling.sampling(1.0),
         stop: request.sampling.stop(),
         constraint: state.constraint(&request.response_format)?,
+        logprobs: request.logprobs().map_err(ApiError::invalid)?,
     };
     let (stream, first) = state.start(params).await?;
     let id = format!("chatcmpl-{}", stream.id);
@@ -129,17 +131,22 @@ async fn chat_completions(
             base,
             |text| json!({"index": 0, "delta": {"content": text}, "finish_reason": null}),
             |reason| json!({"index": 0, "delta": {}, "finish_reason": reason}),
+            LogprobsFormat::Chat,
         ));
         return Ok(sse(values));
     }
     let done = collect(stream, first).await?;
+    let logprobs = match request.logprobs {
+        true => LogprobsFormat::Chat.render(&done.logprobs, 0),
+        false => Value::Null,
+    };
     Ok(Json(json!({
         "id": id,
         "object": "chat.completion",
         "created": now(),
         "model": state.model_name,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
-            "finish_reason": finish_reason(done.finish_reason)}],
+            "logprobs": logprobs, "finish_reason": finish_reason(done.finish_reason)}],
         "usage": done.usage,
     }))
     .into_response())

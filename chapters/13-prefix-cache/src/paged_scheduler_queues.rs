@@ -9,7 +9,8 @@
 
 use crate::PrefixCache;
 use continuous_batching::{
-    choose, record, Batcher, Decoding, Event, KvPoolStats, Request, SchedulerConfig,
+    attach_logprobs, choose, record, Batcher, Decoding, Event, KvPoolStats, Request,
+    SchedulerConfig,
 };
 use kv_cache::Model;
 use mlx_rs::{
@@ -239,6 +240,7 @@ impl<'m> PagedScheduler<'m> {
         } else {
             Vec::new()
         };
+        let first_event = events.len();
         let mut finished = Vec::new();
         for (batch_row, &row) in rows.iter().enumerate() {
             self.commit(row);
@@ -252,6 +254,8 @@ impl<'m> PagedScheduler<'m> {
                 finished.push((row, reason));
             }
         }
+        let requests = rows.iter().map(|&row| &self.running[row].decoding.request);
+        attach_logprobs(&logits, requests, &mut events[first_event..])?;
         for (row, reason) in finished.into_iter().rev() {
             let decoding = self.finish(row)?;
             events.push(Event::Finished {
@@ -293,7 +297,11 @@ impl<'m> PagedScheduler<'m> {
                 index += 1;
                 continue;
             }
-            let reason = choose(&mut running.decoding, &logits.index((0, -1)), events)?;
+            let last_logits = logits.index((.., -1)); // [1, V]
+            let first_event = events.len();
+            let reason = choose(&mut running.decoding, &last_logits.index(0), events)?;
+            let request = std::iter::once(&running.decoding.request);
+            attach_logprobs(&last_logits, request, &mut events[first_event..])?;
             match reason {
                 Some(reason) => {
                     let decoding = self.finish(index)?;

@@ -3,6 +3,7 @@
 //! batch, and cancelling a request wherever it is.
 
 use crate::{
+    attach_logprobs,
     scheduler_queues::{choose, record, Decoding, Prefilling},
     Event, Scheduler,
 };
@@ -43,8 +44,9 @@ impl Scheduler<'_> {
     /// - Each row chooses its next token from its logits with [`choose`]; a greedy row
     ///   ([`Decoding::is_plain_greedy`]) may [`record`] its argmax from one over the whole batch
     ///   instead, which waits for the device once, not once per row. Once every row has chosen,
-    ///   the rows that finished leave the batch ([`Scheduler::leave_batch`]), each with a
-    ///   `Finished` event.
+    ///   [`attach_logprobs`] fills in the log-probabilities of the step's `Token` events (one
+    ///   wait for all the rows that asked), then the rows that finished leave the batch
+    ///   ([`Scheduler::leave_batch`]), each with a `Finished` event.
     ///
     /// Book: week 2, chapter 10 (continuous batching), task 4.
     pub(crate) fn decode(&mut self, events: &mut Vec<Event>) -> Result<()> {
@@ -67,6 +69,7 @@ impl Scheduler<'_> {
         } else {
             Vec::new()
         };
+        let first_event = events.len();
         let mut finished = Vec::new();
         for (row, decoding) in self.decoding.iter_mut().enumerate() {
             let reason = if decoding.is_plain_greedy() {
@@ -78,6 +81,8 @@ impl Scheduler<'_> {
                 finished.push((row, reason));
             }
         }
+        let requests = self.decoding.iter().map(|decoding| &decoding.request);
+        attach_logprobs(&logits, requests, &mut events[first_event..])?;
         // Highest rows first, so that the indices of the others stay valid.
         for (row, reason) in finished.into_iter().rev() {
             let decoding = self.leave_batch(row)?;
@@ -94,7 +99,8 @@ impl Scheduler<'_> {
     /// - Each request runs at most one chunk per step, of `min(prompt tokens left, budget left,
     ///   prefill_chunk)` tokens, through the model with its own [`KvCache`](kv_cache::KvCache).
     /// - A request whose prompt is done chooses its first token from its last logits with
-    ///   [`choose`]. If that finishes it, it leaves with a `Finished` event; otherwise its cache
+    ///   [`choose`] ([`attach_logprobs`] over those logits, `[1, V]`, fills in the token's
+    ///   log-probabilities). If that finishes it, it leaves with a `Finished` event; otherwise its cache
     ///   joins the batch (one [`BatchKvCache::add`](crate::BatchKvCache::add) per layer) and it
     ///   starts decoding.
     ///
@@ -122,8 +128,12 @@ impl Scheduler<'_> {
                 generated: 0,
                 request,
             };
-            let last_logits = logits.index((0, -1)); // [V]
-            if let Some(reason) = choose(&mut decoding, &last_logits, events)? {
+            let last_logits = logits.index((.., -1)); // [1, V]
+            let first_event = events.len();
+            let reason = choose(&mut decoding, &last_logits.index(0), events)?;
+            let request = std::iter::once(&decoding.request);
+            attach_logprobs(&last_logits, request, &mut events[first_event..])?;
+            if let Some(reason) = reason {
                 events.push(Event::Finished {
                     id: decoding.request.id,
                     reason,

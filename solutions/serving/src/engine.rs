@@ -59,6 +59,7 @@ impl EngineHandle {
                 sampling: params.sampling,
                 stop_token_ids: Vec::new(), // the engine thread adds the model's EOS ids
                 constraint: params.constraint,
+                logprobs: params.logprobs,
             },
             stop: params.stop,
             sink,

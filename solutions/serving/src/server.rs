@@ -5,7 +5,7 @@
 use crate::{
     app_state::{chunks, finish_reason, now, only_one_choice, Collected},
     ApiError, AppState, Chunk, CompletionRequest, ErrorBody, ErrorDetail, GenerateParams,
-    RequestStream, Usage,
+    LogprobsFormat, RequestStream, TokenLogprob, Usage,
 };
 use axum::{
     extract::{rejection::JsonRejection, State},
@@ -54,7 +54,8 @@ impl IntoResponse for ApiError {
 }
 
 /// Waits for a request's whole generation: `first`, then the rest of `stream.chunks`. The text
-/// chunks, joined, are the text; `Done` ends it with its finish reason, usage and timings.
+/// chunks, joined, are the text; the `Logprobs` chunks, in order, its log-probabilities; `Done`
+/// ends it with its finish reason, usage and timings.
 /// `Rejected` or `Failed`, or the channel closing before `Done`, is a 500 [`ApiError`] saying
 /// why.
 ///
@@ -64,10 +65,12 @@ pub(crate) async fn collect(
     first: Option<Chunk>,
 ) -> Result<Collected, ApiError> {
     let mut text = String::new();
+    let mut logprobs = Vec::new();
     let mut next = first;
     loop {
         match next {
             Some(Chunk::Text(piece)) => text.push_str(&piece),
+            Some(Chunk::Logprobs(tokens)) => logprobs.extend(tokens),
             Some(Chunk::Done {
                 finish_reason,
                 usage,
@@ -75,6 +78,7 @@ pub(crate) async fn collect(
             }) => {
                 return Ok(Collected {
                     text,
+                    logprobs,
                     finish_reason,
                     usage,
                     timings,
@@ -118,8 +122,11 @@ pub(crate) fn sse(events: impl Stream<Item = Value> + Send + 'static) -> Respons
 /// The JSON values of an OpenAI stream, from a request's chunks. Each is `base` (id, object,
 /// created, model) with `"choices"` set:
 ///
-/// - `Chunk::Text(text)`: `"choices": [piece(text)]`.
-/// - `Chunk::Done`: `"choices": [last(finish_reason(reason))]`; then, when `include_usage`, one
+/// - `Chunk::Logprobs(tokens)`: nothing yet; the tokens wait for the text that follows them.
+/// - `Chunk::Text(text)`: `"choices": [piece(text)]`, with `"logprobs"` set to
+///   `logprobs.render(waiting tokens, characters of text sent before)` when tokens wait.
+/// - `Chunk::Done`: first, when tokens still wait, a `piece("")` with them as above; then
+///   `"choices": [last(finish_reason(reason))]`; then, when `include_usage`, one
 ///   more with `"choices": []` and `"usage": {"prompt_tokens", "completion_tokens",
 ///   "total_tokens"}`.
 /// - `Chunk::Rejected` or `Chunk::Failed`: `{"error": {"message": message, "type":
@@ -132,6 +139,7 @@ pub(crate) fn openai_stream(
     base: Value,
     piece: fn(&str) -> Value,
     last: fn(&str) -> Value,
+    logprobs: LogprobsFormat,
 ) -> impl Stream<Item = Value> + Send + 'static {
     let with = move |choices: Value, usage: Option<Usage>| {
         let mut value = base.clone();
@@ -141,15 +149,35 @@ pub(crate) fn openai_stream(
         }
         value
     };
+    // The log-probabilities of the tokens whose text has not been sent, and the characters sent.
+    let mut pending: Vec<TokenLogprob> = Vec::new();
+    let mut sent = 0;
+    let mut piece_with = move |text: &str, pending: &mut Vec<TokenLogprob>| {
+        let mut choice = piece(text);
+        if !pending.is_empty() {
+            choice["logprobs"] = logprobs.render(pending, sent);
+            pending.clear();
+        }
+        sent += text.chars().count();
+        choice
+    };
     chunks.flat_map(move |chunk| {
         let values: Vec<Value> = match chunk {
-            Chunk::Text(text) => vec![with(json!([piece(&text)]), None)],
+            Chunk::Text(text) => vec![with(json!([piece_with(&text, &mut pending)]), None)],
+            Chunk::Logprobs(tokens) => {
+                pending.extend(tokens);
+                Vec::new()
+            }
             Chunk::Done {
                 finish_reason: reason,
                 usage,
                 ..
             } => {
-                let mut values = vec![with(json!([last(finish_reason(reason))]), None)];
+                let mut values = Vec::new();
+                if !pending.is_empty() {
+                    values.push(with(json!([piece_with("", &mut pending)]), None));
+                }
+                values.push(with(json!([last(finish_reason(reason))]), None));
                 if include_usage {
                     values.push(with(json!([]), Some(usage)));
                 }
@@ -168,15 +196,17 @@ pub(crate) fn openai_stream(
 /// 1. `body?` answers a body that is not this endpoint's JSON with a 400. Check the model and
 ///    `n`, encode the prompt and build [`GenerateParams`]: `max_tokens` new tokens (OpenAI's
 ///    default 16), sampling with OpenAI's default temperature 1, the stop strings, and the
-///    constraint of `response_format` (`state.constraint`, a 400 when it does not compile).
+///    constraint of `response_format` (`state.constraint`, a 400 when it does not compile),
+///    and `request.logprobs()` (a 400 when out of range).
 /// 2. `state.start(params)`. Every answer shares `{"id": "cmpl-<request id>", "object":
 ///    "text_completion", "created": now(), "model": state.model_name}`.
 /// 3. With `"stream": true`: [`sse`] of [`openai_stream`] over [`chunks`], with
 ///    `stream_options.include_usage`, and choices `{"index": 0, "text": text, "logprobs": null,
 ///    "finish_reason": null}` for each piece and `{"index": 0, "text": "", "logprobs": null,
-///    "finish_reason": reason}` at the end.
+///    "finish_reason": reason}` at the end, log-probabilities in [`LogprobsFormat::Completion`].
 /// 4. Otherwise [`collect`] it and answer the shared fields plus `"choices": [{"index": 0,
-///    "text": text, "logprobs": null, "finish_reason": "stop" | "length"}]` and
+///    "text": text, "logprobs": null (or, when asked, `LogprobsFormat::Completion` of every
+///    token), "finish_reason": "stop" | "length"}]` and
 ///    `"usage": {"prompt_tokens", "completion_tokens", "total_tokens"}`.
 ///
 /// Book: week 2, chapter 11 (serving), task 3.
@@ -193,6 +223,7 @@ pub(crate) async fn completions(
         sampling: request.sampling.sampling(1.0),
         stop: request.sampling.stop(),
         constraint: state.constraint(&request.response_format)?,
+        logprobs: request.logprobs().map_err(ApiError::invalid)?,
     };
     let (stream, first) = state.start(params).await?;
     let id = format!("cmpl-{}", stream.id);
@@ -208,11 +239,16 @@ pub(crate) async fn completions(
             base,
             |text| json!({"index": 0, "text": text, "logprobs": null, "finish_reason": null}),
             |reason| json!({"index": 0, "text": "", "logprobs": null, "finish_reason": reason}),
+            LogprobsFormat::Completion,
         )));
     }
     let done = collect(stream, first).await?;
+    let logprobs = match request.logprobs {
+        Some(_) => LogprobsFormat::Completion.render(&done.logprobs, 0),
+        None => Value::Null,
+    };
     let mut body = base;
-    body["choices"] = json!([{"index": 0, "text": done.text, "logprobs": null,
+    body["choices"] = json!([{"index": 0, "text": done.text, "logprobs": logprobs,
         "finish_reason": finish_reason(done.finish_reason)}]);
     body["usage"] = json!(done.usage);
     Ok(Json(body).into_response())

@@ -171,6 +171,7 @@ pub fn request(id: u64, prompt: &[u32], max_new_tokens: usize) -> Request {
         sampling: SamplingParams::default(),
         stop_token_ids: Vec::new(),
         constraint: None,
+        logprobs: None,
     }
 }
 

@@ -9,4 +9,5 @@ mod task_1_add_and_remove;
 mod task_2_layer_cache;
 mod task_3_prefill;
 mod task_4_decode;
+mod task_4_logprobs;
 mod task_5_cancel;

@@ -165,6 +165,7 @@ impl TestServer {
                 sampling: SamplingParams::default(),
                 stop: Vec::new(),
                 constraint: None,
+                logprobs: None,
             })
             .unwrap_or_else(|error| panic!("submit: {error:?}"));
         run_to_end(stream).await
@@ -205,6 +206,9 @@ pub async fn run_to_end(mut stream: RequestStream) -> Generation {
         .await;
         match chunk {
             Some(Chunk::Text(text)) => pieces.push(text),
+            Some(Chunk::Logprobs(tokens)) => {
+                panic!("request {id} asked for no logprobs, yet got {tokens:?}")
+            }
             Some(Chunk::Done {
                 finish_reason,
                 usage,
@@ -270,5 +274,6 @@ pub fn greedy_params(prompt_tokens: Vec<u32>, max_new_tokens: usize) -> Generate
         sampling: SamplingParams::default(),
         stop: Vec::new(),
         constraint: None,
+        logprobs: None,
     }
 }

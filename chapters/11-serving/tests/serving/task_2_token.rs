@@ -104,6 +104,7 @@ async fn task_2_text_stops_before_a_stop_string(
         .submit(GenerateParams {
             stop: stop.iter().map(|stop| stop.to_string()).collect(),
             constraint: None,
+            logprobs: None,
             ..greedy_params(reference.prompt.clone(), reference.continuation.len())
         })
         .unwrap_or_else(|error| panic!("submit: {error:?}"));

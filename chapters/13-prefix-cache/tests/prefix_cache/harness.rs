@@ -86,6 +86,7 @@ pub fn request(id: u64, prompt: &[u32], max_new_tokens: usize) -> Request {
         sampling: SamplingParams::default(),
         stop_token_ids: Vec::new(),
         constraint: None,
+        logprobs: None,
     }
 }
 
@@ -130,7 +131,7 @@ pub fn drive(
         let events = ok(scheduler.step(), &format!("PagedScheduler::step {step}"));
         for event in &events {
             match *event {
-                Event::Token { id, token } => {
+                Event::Token { id, token, .. } => {
                     let outcome = outcomes.get_mut(&id).expect("an added request");
                     assert!(
                         outcome.finished.is_none(),

@@ -141,6 +141,7 @@ fn task_4_the_scheduler_batches_constrained_and_free_requests() {
                 sampling,
                 stop_token_ids: vec![2],
                 constraint,
+                logprobs: None,
             }),
             "Scheduler::add",
         );
@@ -153,7 +154,7 @@ fn task_4_the_scheduler_batches_constrained_and_free_requests() {
         }
         for event in ok(scheduler.step(), "Scheduler::step") {
             match event {
-                Event::Token { id, token } => outputs.entry(id).or_default().push(token),
+                Event::Token { id, token, .. } => outputs.entry(id).or_default().push(token),
                 Event::Finished { id, reason } => {
                     finished.insert(id, reason);
                 }

@@ -312,6 +312,7 @@ fn batching_round(
             sampling: Default::default(),
             stop_token_ids: Vec::new(),
             constraint: None,
+            logprobs: None,
         })?;
     }
     let started = Instant::now();

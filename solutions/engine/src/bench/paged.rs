@@ -189,6 +189,7 @@ fn run_one(
         sampling: Default::default(),
         stop_token_ids: Vec::new(),
         constraint: None,
+        logprobs: None,
     })?;
     // The request may finish in the step of its first token: read the cache's counter, not
     // the running request.
