@@ -20,6 +20,30 @@ pub struct KvPoolStats {
     pub preemptions: usize,
 }
 
+/// What speculative decoding (chapter 14) achieved in a scheduler's decode steps, since the
+/// start, for `/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpeculationCounts {
+    /// Rows decoded, one per request per target forward (with or without a draft).
+    pub row_steps: usize,
+    /// Draft tokens verified, and those accepted.
+    pub drafted: usize,
+    pub accepted: usize,
+}
+
+impl SpeculationCounts {
+    /// Accepted over drafted tokens; `None` before any was drafted.
+    pub fn acceptance_rate(&self) -> Option<f64> {
+        (self.drafted > 0).then(|| self.accepted as f64 / self.drafted as f64)
+    }
+
+    /// Tokens a row gains per target forward: 1 without speculation, up to `k + 1`.
+    pub fn tokens_per_row_step(&self) -> Option<f64> {
+        (self.row_steps > 0)
+            .then(|| (self.row_steps + self.accepted) as f64 / self.row_steps as f64)
+    }
+}
+
 /// Continuous batching as the engine thread drives it: requests in, one step at a time, events
 /// out.
 pub trait Batcher {
@@ -40,6 +64,10 @@ pub trait Batcher {
     }
     /// The paged pool's state; `None` for dense caches.
     fn kv_pool(&self) -> Option<KvPoolStats> {
+        None
+    }
+    /// What speculative decoding achieved; `None` when the scheduler does not speculate.
+    fn speculation(&self) -> Option<SpeculationCounts> {
         None
     }
 }

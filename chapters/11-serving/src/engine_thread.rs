@@ -7,7 +7,8 @@ use crate::{
     Usage,
 };
 use continuous_batching::{
-    Batcher, Event, FinishReason, KvPoolStats, Model, Scheduler, SchedulerConfig, TokenLogprobs,
+    Batcher, Event, FinishReason, KvPoolStats, Model, Scheduler, SchedulerConfig,
+    SpeculationCounts, TokenLogprobs,
 };
 use decode::{ContextPolicy, StreamingDetokenizer, Tokenizer};
 use quantized_matmul::{quantization_of, weight_bytes, WeightBytes};
@@ -138,6 +139,7 @@ impl EngineHandle {
                     active: HashMap::new(),
                     shared: thread_shared,
                     kv_pool: KvPoolStats::default(),
+                    speculation: SpeculationCounts::default(),
                 }
                 .run(inbox);
             })
@@ -252,6 +254,8 @@ pub(crate) struct EngineLoop<'m> {
     pub(crate) shared: Arc<Shared>,
     /// The paged pool's counters at the last step, to add what each step changed to `/metrics`.
     pub(crate) kv_pool: KvPoolStats,
+    /// The speculation counts at the last step, likewise.
+    pub(crate) speculation: SpeculationCounts,
 }
 
 impl EngineLoop<'_> {
@@ -280,6 +284,10 @@ impl EngineLoop<'_> {
             if let Some(pool) = self.scheduler.kv_pool() {
                 metrics.record_kv_pool(&self.kv_pool, &pool);
                 self.kv_pool = pool;
+            }
+            if let Some(speculation) = self.scheduler.speculation() {
+                metrics.record_speculation(&self.speculation, &speculation);
+                self.speculation = speculation;
             }
         }
     }

@@ -1,8 +1,8 @@
 //! What `GET /metrics` reports, in Prometheus' text format.
 
-use continuous_batching::KvPoolStats;
+use continuous_batching::{KvPoolStats, SpeculationCounts};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
@@ -26,6 +26,13 @@ pub struct Metrics {
     pub prefix_cache_miss_tokens: IntCounter,
     pub kv_block_evictions: IntCounter,
     pub preemptions: IntCounter,
+    /// Speculative decoding (chapter 14): rows decoded, draft tokens verified and accepted, and
+    /// the rates since the start.
+    pub speculative_row_steps: IntCounter,
+    pub speculative_draft_tokens: IntCounter,
+    pub speculative_accepted_tokens: IntCounter,
+    pub speculative_acceptance_rate: Gauge,
+    pub speculative_tokens_per_row_step: Gauge,
 }
 
 impl Metrics {
@@ -39,6 +46,7 @@ impl Metrics {
         .expect("valid metric");
         let counter = |name: &str, help: &str| IntCounter::new(name, help).expect("valid metric");
         let gauge = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let float_gauge = |name: &str, help: &str| Gauge::new(name, help).expect("valid metric");
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("valid metric")
@@ -82,9 +90,29 @@ impl Metrics {
                 "preemptions_total",
                 "Requests preempted (to recompute later) when the KV pool ran out",
             ),
+            speculative_row_steps: counter(
+                "speculative_row_steps_total",
+                "Rows decoded with speculation on: one per request per target forward",
+            ),
+            speculative_draft_tokens: counter(
+                "speculative_draft_tokens_total",
+                "Draft tokens verified by the target",
+            ),
+            speculative_accepted_tokens: counter(
+                "speculative_accepted_tokens_total",
+                "Draft tokens the target accepted",
+            ),
+            speculative_acceptance_rate: float_gauge(
+                "speculative_acceptance_rate",
+                "Accepted over drafted tokens since the start",
+            ),
+            speculative_tokens_per_row_step: float_gauge(
+                "speculative_tokens_per_row_step",
+                "Tokens a request gains per target forward since the start (1 without speculation)",
+            ),
             registry,
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 15] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 20] = [
             Box::new(metrics.requests.clone()),
             Box::new(metrics.prompt_tokens.clone()),
             Box::new(metrics.generation_tokens.clone()),
@@ -100,6 +128,11 @@ impl Metrics {
             Box::new(metrics.prefix_cache_miss_tokens.clone()),
             Box::new(metrics.kv_block_evictions.clone()),
             Box::new(metrics.preemptions.clone()),
+            Box::new(metrics.speculative_row_steps.clone()),
+            Box::new(metrics.speculative_draft_tokens.clone()),
+            Box::new(metrics.speculative_accepted_tokens.clone()),
+            Box::new(metrics.speculative_acceptance_rate.clone()),
+            Box::new(metrics.speculative_tokens_per_row_step.clone()),
         ];
         for collector in collectors {
             metrics
@@ -124,6 +157,24 @@ impl Metrics {
             .inc_by(grew(now.evictions, before.evictions));
         self.preemptions
             .inc_by(grew(now.preemptions, before.preemptions));
+    }
+
+    /// Adds to the speculation counters what changed since `before`, and sets the rates to
+    /// `now`'s.
+    pub fn record_speculation(&self, before: &SpeculationCounts, now: &SpeculationCounts) {
+        let grew = |now: usize, before: usize| now.saturating_sub(before) as u64;
+        self.speculative_row_steps
+            .inc_by(grew(now.row_steps, before.row_steps));
+        self.speculative_draft_tokens
+            .inc_by(grew(now.drafted, before.drafted));
+        self.speculative_accepted_tokens
+            .inc_by(grew(now.accepted, before.accepted));
+        if let Some(rate) = now.acceptance_rate() {
+            self.speculative_acceptance_rate.set(rate);
+        }
+        if let Some(tokens) = now.tokens_per_row_step() {
+            self.speculative_tokens_per_row_step.set(tokens);
+        }
     }
 
     /// The text `GET /metrics` returns.

@@ -3,8 +3,9 @@
 //! references, evicting the least recently used), `src/copy_on_write.rs` (a private copy of a
 //! shared block before writing into it) and `src/paged_scheduler.rs` (admitting requests by free
 //! blocks, preempting when the pool runs out). Given: `src/prefix_cache_storage.rs` (the
-//! `PrefixCache` type and its statistics) and `src/paged_scheduler_queues.rs` (the
-//! `PagedScheduler` type, its queues and its step). The tests are in `tests/prefix_cache/`.
+//! `PrefixCache` type and its statistics), `src/paged_scheduler_queues.rs` (the
+//! `PagedScheduler` type, its queues and its step) and `src/speculation_hook.rs` (how chapter
+//! 14's speculative decoding runs in its decode step). The tests are in `tests/prefix_cache/`.
 //! Book: book/src/week3-13-prefix-cache.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
@@ -46,12 +47,17 @@ mod prefix_cache;
 mod paged_scheduler_queues;
 #[cfg_attr(not(feature = "solution"), allow(dead_code))]
 mod prefix_cache_storage;
+mod speculation_hook;
 
-pub use {paged_scheduler_queues::*, prefix_cache::block_hash, prefix_cache_storage::*};
+pub use {
+    paged_scheduler_queues::*, prefix_cache::block_hash, prefix_cache_storage::*,
+    speculation_hook::*,
+};
 // What the tests use alongside the prefix cache, from the chapters it builds on.
 pub use {
     continuous_batching::{
-        Event, FinishReason, Request, SamplingParams, Scheduler, SchedulerConfig,
+        Batcher, Decoding, Event, FinishReason, Request, SamplingParams, Scheduler,
+        SchedulerConfig, SpeculationCounts,
     },
     kv_cache::{generate, greedy, CachedModel, GenerationOptions, Model, Tokenizer},
     paged_kv_cache::{BlockTable, PagePool, PoolError, BLOCK_SIZE},

@@ -7,10 +7,10 @@
 //! its prompt starts after the blocks the prefix cache already holds, and running out of blocks
 //! preempts the newest request instead of failing.
 
-use crate::PrefixCache;
+use crate::{PrefixCache, Speculator};
 use continuous_batching::{
     attach_logprobs, choose, record, Batcher, Decoding, Event, KvPoolStats, Request,
-    SchedulerConfig,
+    SchedulerConfig, SpeculationCounts,
 };
 use kv_cache::Model;
 use mlx_rs::{
@@ -71,6 +71,10 @@ pub struct PagedScheduler<'m> {
     /// In the order they were admitted.
     pub(crate) running: Vec<Running>,
     pub(crate) preemptions: usize,
+    /// Drafts tokens for the decoding rows and verifies them (chapter 14); `None`: one token
+    /// per row per step.
+    pub(crate) speculator: Option<Box<dyn Speculator + 'm>>,
+    pub(crate) speculation: SpeculationCounts,
 }
 
 impl<'m> PagedScheduler<'m> {
@@ -94,7 +98,16 @@ impl<'m> PagedScheduler<'m> {
             waiting: VecDeque::new(),
             running: Vec::new(),
             preemptions: 0,
+            speculator: None,
+            speculation: SpeculationCounts::default(),
         })
+    }
+
+    /// Decodes with `speculator`'s drafts: every row verifies its own in the step's one
+    /// batched forward and keeps as many tokens as the target accepts (chapter 14).
+    pub fn with_speculator(mut self, speculator: Box<dyn Speculator + 'm>) -> Self {
+        self.speculator = Some(speculator);
+        self
     }
 
     /// Queues a request. Fails on an empty prompt, invalid sampling parameters, or a prompt
@@ -154,6 +167,14 @@ impl<'m> PagedScheduler<'m> {
             .map(|running| running.cached_tokens)
     }
 
+    /// The block table of running request `id`.
+    pub fn block_table(&self, id: u64) -> Option<&BlockTable> {
+        self.running
+            .iter()
+            .find(|running| running.decoding.request.id == id)
+            .map(|running| &running.table)
+    }
+
     /// Removes request `id` wherever it is and releases its blocks; `false` when unknown.
     pub fn cancel(&mut self, id: u64) -> Result<bool> {
         if let Some(index) = self.waiting.iter().position(|d| d.request.id == id) {
@@ -179,7 +200,10 @@ impl<'m> PagedScheduler<'m> {
     pub fn step(&mut self) -> Result<Vec<Event>> {
         let mut events = Vec::new();
         self.make_room(&mut events)?;
-        let decoded = self.decode(&mut events)?;
+        let decoded = match self.speculator {
+            Some(_) => self.decode_speculative(&mut events)?,
+            None => self.decode(&mut events)?,
+        };
         self.admit(&mut events)?;
         let budget = self.config.scheduler.token_budget.saturating_sub(decoded);
         self.prefill(budget, &mut events)?;
@@ -192,11 +216,14 @@ impl<'m> PagedScheduler<'m> {
             decoding, table, ..
         } = self.running.remove(index);
         self.cache.release(table).map_err(pool_error)?;
+        if let Some(speculator) = &mut self.speculator {
+            speculator.forget(decoding.request.id);
+        }
         Ok(decoding)
     }
 
     /// Registers the full blocks of running request `index` for sharing, when enabled.
-    fn commit(&mut self, index: usize) {
+    pub(crate) fn commit(&mut self, index: usize) {
         if self.config.prefix_caching {
             let running = &self.running[index];
             self.cache.commit(&running.table, &running.decoding.tokens);
@@ -375,5 +402,9 @@ impl Batcher for PagedScheduler<'_> {
             evictions: stats.evictions,
             preemptions: self.preemptions,
         })
+    }
+
+    fn speculation(&self) -> Option<SpeculationCounts> {
+        self.speculator.as_ref().map(|_| self.speculation)
     }
 }

@@ -3,6 +3,7 @@
 //! rejection rule that keeps the target's distribution), `src/model_drafter.rs` (a draft model
 //! over its own cache) and `src/speculative.rs` (the loop: draft, verify in one pass, rewind).
 //! Given: `src/draft.rs` (the `Drafter` trait, `Draft`, the n-gram drafter, the errors),
+//! `src/batch_speculator.rs` (your drafters and verification in the server's batches),
 //! `src/draft_model.rs` (the `ModelDrafter` type), `src/distribution.rs` (the sampler's
 //! distribution, row by row), `src/output.rs` (EOS, stop strings and streaming, a token at a
 //! time) and `src/speculation.rs` (options, verdict, statistics). The tests are in
@@ -61,6 +62,7 @@ mod speculative;
 mod verify;
 
 // Given. What only your code reads (a field, a method) is unused until you write that code.
+mod batch_speculator;
 #[cfg_attr(not(feature = "solution"), allow(dead_code))]
 mod distribution;
 mod draft;
@@ -71,15 +73,19 @@ mod output;
 mod speculation;
 
 pub use {
-    distribution::*, draft::*, draft_model::*, ngram::*, output::*, rejection::*, speculation::*,
-    speculative::*, verify::*,
+    batch_speculator::*, distribution::*, draft::*, draft_model::*, ngram::*, output::*,
+    rejection::*, speculation::*, speculative::*, verify::*,
 };
 // What the tests and the engine use alongside speculation, from the chapters it builds on.
 pub use {
+    continuous_batching::{
+        Batcher, Event, FinishReason, Request, SchedulerConfig, SharedConstraint, TokenConstraint,
+    },
     decode::{
         generate, greedy, Generation, GenerationOptions, LanguageModel, StopReason, Tokenizer,
     },
     kv_cache::{CachedModel, KvCache, Model, STEP},
+    prefix_cache::{PagedConfig, PagedScheduler, BLOCK_SIZE},
     quantized_matmul::{load_model, Kernel, Quantization},
     sampling::{Sampler, SamplingParams},
 };

@@ -1,10 +1,15 @@
 //! `tiny-llm serve`: the model on an engine thread behind the HTTP server of chapter 11.
 
-use crate::{default_model_path, KERNEL};
+use crate::{
+    default_model_path,
+    speculate::{self, Drafting, SpeculativeKind},
+    KERNEL,
+};
 use anyhow::{anyhow, bail, Context, Result};
 use constrained_decoding::{Constraint, Format, Grammar};
 use continuous_batching::{Batcher, Scheduler, SchedulerConfig};
 use decode::{ContextPolicy, Tokenizer};
+use mlx_rs::error::Exception;
 use paged_kv_cache::blocks_for;
 use prefix_cache::{PagedConfig, PagedScheduler};
 use quantized_matmul::{load_model, Quantization};
@@ -13,6 +18,7 @@ use serving::{
     EngineLimits, FormatCompiler, HeaderValue, MakeBatcher, ResponseFormat, ServerOptions,
     Shutdown,
 };
+use speculative_decoding::{BatchDrafting, BatchSpeculator, NgramDrafter};
 use std::{
     net::{IpAddr, SocketAddr},
     path::{Path, PathBuf},
@@ -67,6 +73,18 @@ pub struct ServeArgs {
     /// the same way.
     #[arg(long)]
     no_prefix_cache: bool,
+    /// Speculative decoding with this draft model (same tokenizer; float or MLX-quantized), a
+    /// copy of its cache per request: every request verifies its own draft in the batch's one
+    /// forward. Greedy output is unchanged. Needs --kv-cache paged.
+    #[arg(long, value_name = "DIR")]
+    draft_model: Option<PathBuf>,
+    /// Speculative decoding without a draft model: `ngram` proposes what followed each
+    /// request's last tokens earlier in its text (prompt lookup).
+    #[arg(long, value_name = "KIND")]
+    speculative: Option<SpeculativeKind>,
+    /// Tokens drafted per request per step with --draft-model or --speculative [default: 4].
+    #[arg(long, value_name = "K")]
+    num_draft_tokens: Option<usize>,
     /// Require `Authorization: Bearer KEY` on every request but GET /health. The environment
     /// variable TINY_LLM_API_KEY does the same without showing the key to `ps`.
     #[arg(long, value_name = "KEY")]
@@ -165,7 +183,15 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         bail!("--kv-blocks must be at least 1");
     }
     let prefix_caching = !args.no_prefix_cache;
+    let drafting = speculate::drafting(
+        args.speculative,
+        args.draft_model.clone(),
+        args.num_draft_tokens,
+    )?;
     let make_batcher: MakeBatcher = match args.kv_cache {
+        KvLayout::Dense if drafting.is_some() => bail!(
+            "speculative decoding in the server needs --kv-cache paged: each request rewinds its own blocks past the draft tokens the model rejects, which the dense batch's aligned rows cannot"
+        ),
         KvLayout::Dense => Box::new(|model, config| {
             Scheduler::new(model, config).map(|scheduler| Box::new(scheduler) as Box<dyn Batcher>)
         }),
@@ -175,8 +201,17 @@ pub fn serve(args: ServeArgs) -> Result<()> {
                 num_blocks: kv_blocks,
                 prefix_caching,
             };
-            PagedScheduler::new(model, config)
-                .map(|scheduler| Box::new(scheduler) as Box<dyn Batcher>)
+            let scheduler = PagedScheduler::new(model, config)?;
+            let Some((drafting, k)) = drafting else {
+                return Ok(Box::new(scheduler) as Box<dyn Batcher>);
+            };
+            let speculator = BatchSpeculator::new(
+                batch_drafting(drafting)?,
+                k,
+                model.config().vocab_size,
+            )
+            .map_err(|error| Exception::custom(error.to_string()))?;
+            Ok(Box::new(scheduler.with_speculator(Box::new(speculator))))
         }),
     };
     let engine = EngineHandle::start_with(
@@ -217,6 +252,24 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// The server's drafting, made on the engine thread (where MLX arrays must stay).
+fn batch_drafting(drafting: Drafting) -> mlx_rs::error::Result<BatchDrafting<'static>> {
+    match drafting {
+        Drafting::Ngram => Ok(BatchDrafting::Ngram(NgramDrafter::default())),
+        Drafting::Model(dir) => {
+            let model = load_model(&dir, Quantization::None, 32, KERNEL).map_err(|error| {
+                Exception::custom(format!(
+                    "cannot load the draft model in {}: {error}",
+                    dir.display()
+                ))
+            })?;
+            // It serves until the process ends, like the target: leaked, so that the
+            // scheduler, which borrows it, may outlive this function.
+            Ok(BatchDrafting::Model(Box::leak(Box::new(model))))
+        }
+    }
 }
 
 /// `response_format`s compiled by chapter 15's grammars over the model's vocabulary: built once

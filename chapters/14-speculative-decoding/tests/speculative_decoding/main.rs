@@ -12,4 +12,5 @@ mod task_1_prompt_lookup;
 mod task_2_verify_greedy;
 mod task_3_rejection;
 mod task_4_model_drafter;
+mod task_5_batched;
 mod task_5_speculative_generate;
