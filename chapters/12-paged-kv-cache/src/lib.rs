@@ -4,7 +4,8 @@
 //! gathering one layer's pages) and `src/paged_forward.rs` (the model's forward pass over pages).
 //! Given: `src/page_pool.rs` (the pool, its pages, its errors), `src/block_table.rs` (a
 //! sequence's blocks), `src/paged_layer.rs` (the step plan's type, and one layer's pages as
-//! chapter 8's `LayerCache`) and `src/paged_sequence.rs` (one sequence generating over pages).
+//! chapter 8's `LayerCache`), `src/paged_sequence.rs` (one sequence generating over pages) and
+//! `src/fused_paged_attention.rs` (decode attention straight from the pages in one CUDA kernel).
 //! The tests are in `tests/paged_kv_cache/`. Book: book/src/week3-12-paged-kv-cache.md.
 //!
 //! With the `solution` feature each file you write is swapped for its reference twin in
@@ -51,12 +52,17 @@ mod step_plan;
 
 // Given.
 mod block_table;
+mod fused_paged_attention;
 #[cfg_attr(not(feature = "solution"), allow(dead_code))]
 mod page_pool;
 mod paged_layer;
 mod paged_sequence;
 
-pub use {block_table::*, page_pool::*, paged_forward::*, paged_layer::*, paged_sequence::*};
+pub use mlx_custom_kernel::KernelError;
+pub use {
+    block_table::*, fused_paged_attention::*, page_pool::*, paged_forward::*, paged_layer::*,
+    paged_sequence::*,
+};
 // What the tests and later chapters use alongside the pages, from the chapters it builds on.
 pub use {
     kv_cache::{

@@ -3,7 +3,7 @@
 //! layer's pages as its cache. Given: your code in `src/step_plan.rs` makes the plan and
 //! `src/paged_attention.rs` writes and reads the pages.
 
-use crate::LayerPages;
+use crate::{LayerPages, PagedAttentionKernel};
 use kv_cache::LayerCache;
 use mlx_rs::{error::Result, Array};
 use rope::Offset;
@@ -63,5 +63,25 @@ impl LayerCache for PagedLayer<'_> {
 
     fn mask(&self, _queries: i32) -> Result<Option<Array>> {
         Ok(self.plan.mask.clone())
+    }
+
+    /// On a CUDA GPU, a decode step writes its keys and runs the fused kernel over the pages
+    /// (`src/fused_paged_attention.rs`); elsewhere, and for prompts, `None`: gather, then MLX.
+    fn attend_fused(
+        &mut self,
+        queries: &Array,
+        keys: &Array,
+        values: &Array,
+        scale: f32,
+    ) -> Result<Option<Array>> {
+        let kernel = PagedAttentionKernel::for_decode(queries, self.pages)?;
+        if kernel != PagedAttentionKernel::Fused {
+            return Ok(None);
+        }
+        self.pages.write(keys, values, self.plan)?;
+        let out = self
+            .pages
+            .decode_attention(queries, self.plan, scale, kernel)?; // [B, H_q, 1, D]
+        Ok(Some(out))
     }
 }

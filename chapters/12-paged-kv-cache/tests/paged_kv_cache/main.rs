@@ -7,5 +7,6 @@
 mod harness;
 mod task_1_allocator;
 mod task_2_step_plan;
+mod task_3_fused_paged_attention;
 mod task_3_paged_attention;
 mod task_4_paged_forward;
