@@ -24,7 +24,7 @@ fn sse_data(body: &str) -> Vec<String> {
 }
 
 /// The JSON values of an OpenAI stream: every `data:` is JSON, the last is `[DONE]`.
-async fn openai_events(response: Response) -> Vec<Value> {
+pub(crate) async fn openai_events(response: Response) -> Vec<Value> {
     assert_eq!(response.status(), StatusCode::OK, "a streamed answer");
     let content_type = response
         .headers()
