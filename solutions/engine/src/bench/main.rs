@@ -5,6 +5,7 @@ mod floor;
 mod generate;
 mod machine;
 mod paged;
+mod paged_attention;
 mod prompts;
 mod speculative;
 mod summary;
@@ -73,6 +74,9 @@ enum Benchmark {
     /// Chapters 12-13: time to first token of a multi-turn chat with and without the prefix
     /// cache, and how many requests fit the same KV memory dense and paged.
     Paged(paged::PagedArgs),
+    /// Chapter 12: one layer's decode attention over pages, gathered for MLX's fused attention
+    /// vs the fused paged-attention CUDA kernel, at several context lengths and batch sizes.
+    PagedAttention(paged_attention::PagedAttentionArgs),
     /// Chapter 14: greedy decode tokens/s plain and speculative, per drafter (prompt lookup, a
     /// draft model), with acceptance rates, on the same prompts in one run.
     Speculative(speculative::SpeculativeArgs),
@@ -112,6 +116,7 @@ fn run(args: Args) -> Result<()> {
     match args.benchmark {
         Benchmark::Generate(args) => generate::run(args),
         Benchmark::Paged(args) => paged::run(args),
+        Benchmark::PagedAttention(args) => paged_attention::run(args),
         Benchmark::Speculative(args) => speculative::run(args),
         Benchmark::KvCache {
             model_path,
