@@ -2,8 +2,9 @@
 //! for its attention and a choice of [`Kernels`]. Given: your `Model::forward` runs one per layer.
 
 use crate::{CachedAttention, Kernels, LayerCache, Linear, Norm};
-use mlx_rs::Array;
+use mlx_rs::{error::Result, ops, transforms::compile::compile, Array};
 use rmsnorm_mlp::silu;
+use std::cell::RefCell;
 
 /// The SwiGLU MLP of chapter 4 over [`Linear`] layers.
 pub(crate) struct Mlp {
@@ -13,10 +14,12 @@ pub(crate) struct Mlp {
     /// `[2 I, E]`: gate and up joined, for one matmul in the fused path; `None` when the
     /// checkpoint stores them in different formats.
     pub(crate) gate_up_proj: Option<Box<dyn Linear>>,
+    /// Whether the fused path compiles `silu(gate) * up` into one kernel ([`swiglu`]).
+    pub(crate) compiled_swiglu: bool,
 }
 
 impl Mlp {
-    fn forward(&self, x: &Array, kernels: Kernels) -> mlx_rs::error::Result<Array> {
+    fn forward(&self, x: &Array, kernels: Kernels) -> Result<Array> {
         let (gate, up) = match (kernels, &self.gate_up_proj) {
             (Kernels::Fused, Some(gate_up_proj)) => {
                 let gate_up = gate_up_proj.forward(x)?; // [B, L, 2 I]
@@ -26,8 +29,29 @@ impl Mlp {
             }
             _ => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?), // [B, L, I]
         };
-        self.down_proj.forward(&silu(&gate)?.multiply(&up)?) // [B, L, E]
+        let activated = match (kernels, self.compiled_swiglu) {
+            (Kernels::Fused, true) => swiglu(&gate, &up)?,
+            _ => silu(&gate)?.multiply(&up)?,
+        }; // [B, L, I]
+        self.down_proj.forward(&activated) // [B, L, E]
     }
+}
+
+type CompiledSwiglu = Box<dyn for<'a> FnMut((&'a Array, &'a Array)) -> Result<Array>>;
+
+thread_local! {
+    /// `silu(gate) * up` compiled by MLX into one element-wise kernel instead of three, as
+    /// mlx-lm's `swiglu`; shapeless, so that it is traced once for every batch and length.
+    /// One per thread: a compiled function is MLX state that does not cross threads.
+    static SWIGLU: RefCell<CompiledSwiglu> = RefCell::new(Box::new(compile(
+        |(gate, up): (&Array, &Array)| gate.multiply(ops::sigmoid(gate)?)?.multiply(up),
+        true,
+    )));
+}
+
+/// `silu(gate) * up` in one fused kernel. `gate`, `up`: `[B, L, I]`.
+fn swiglu(gate: &Array, up: &Array) -> Result<Array> {
+    SWIGLU.with(|compiled| (compiled.borrow_mut())((gate, up)))
 }
 
 /// One decoder layer, as in chapter 4, with a cache for its attention.
@@ -40,11 +64,7 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    pub(crate) fn forward(
-        &self,
-        x: &Array,
-        cache: &mut dyn LayerCache,
-    ) -> mlx_rs::error::Result<Array> {
+    pub(crate) fn forward(&self, x: &Array, cache: &mut dyn LayerCache) -> Result<Array> {
         let normalized = self.input_layernorm.forward(x)?; // [B, L, E]
         let attended = match self.kernels {
             Kernels::Course => self.attention.forward(&normalized, cache)?,

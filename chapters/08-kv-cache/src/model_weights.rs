@@ -109,6 +109,7 @@ impl Model {
                 up_proj: linear(&mut tensors, &up, inner, hidden)?,
                 down_proj: linear(&mut tensors, &name("mlp.down_proj"), hidden, inner)?,
                 gate_up_proj,
+                compiled_swiglu: true,
             };
             layers.push((n, attention, qkv_proj, mlp));
         }
@@ -180,12 +181,13 @@ impl Model {
         self
     }
 
-    /// Runs the fused path's q, k, v and gate, up projections as separate matmuls, as the
-    /// engine did before it joined them at load: `bench single-stream`'s "before".
-    pub fn without_joined_projections(mut self) -> Self {
+    /// The fused path as the engine ran it before joining q, k, v and gate, up into one matmul
+    /// each and compiling SwiGLU into one kernel: `bench single-stream`'s "before".
+    pub fn without_operation_fusion(mut self) -> Self {
         for block in &mut self.layers {
             block.attention.qkv_proj = None;
             block.mlp.gate_up_proj = None;
+            block.mlp.compiled_swiglu = false;
         }
         self
     }

@@ -358,6 +358,7 @@ fn batching_round(
 /// Single-stream figures; times are medians over the decode steps.
 #[derive(Serialize)]
 struct SingleStreamRow {
+    variant: &'static str,
     prompt_tokens: usize,
     new_tokens: usize,
     prefill_tokens_per_s: f64,
@@ -367,6 +368,50 @@ struct SingleStreamRow {
     /// Median time to evaluate it, take the argmax and read the token back.
     median_eval_ms: f64,
 }
+
+impl SingleStreamRow {
+    /// Medians over the rounds (per step, over every round's steps).
+    fn median_of(
+        variant: &'static str,
+        prompt_tokens: usize,
+        new_tokens: usize,
+        rounds: Vec<StreamTimes>,
+    ) -> Self {
+        let decode_s =
+            |times: &StreamTimes| -> f64 { times.build_s.iter().chain(&times.eval_s).sum() };
+        SingleStreamRow {
+            variant,
+            prompt_tokens,
+            new_tokens,
+            prefill_tokens_per_s: median(
+                rounds
+                    .iter()
+                    .map(|t| prompt_tokens as f64 / t.prefill_s)
+                    .collect(),
+            ),
+            decode_tokens_per_s: median(
+                rounds
+                    .iter()
+                    .map(|t| new_tokens as f64 / decode_s(t))
+                    .collect(),
+            ),
+            median_build_ms: median(rounds.iter().flat_map(|t| t.build_s.clone()).collect()) * 1e3,
+            median_eval_ms: median(rounds.iter().flat_map(|t| t.eval_s.clone()).collect()) * 1e3,
+        }
+    }
+}
+
+/// `single-stream --json`: the engine's row at the top level (what platform/cuda/summarize.py
+/// reads), the variant before the latest optimisation beside it.
+#[derive(Serialize)]
+struct SingleStreamReport<'a> {
+    #[serde(flatten)]
+    engine: &'a SingleStreamRow,
+    before: &'a [SingleStreamRow],
+}
+
+/// Interleaved timed runs per variant in `single-stream`.
+const SINGLE_STREAM_ROUNDS: usize = 3;
 
 /// Per-step times of one greedy generation.
 struct StreamTimes {
@@ -381,40 +426,62 @@ fn single_stream_bench(
     new_tokens: usize,
     json: Option<&Path>,
 ) -> Result<()> {
-    // As the engine loads it: the solutions on MLX's fused kernels.
-    let weights =
+    // As the engine loads it: the solutions on MLX's fused kernels; and the same before it
+    // joined projections and compiled SwiGLU (book: "Making it fast").
+    let load = || {
         quantized_matmul::load_model(dir, quantized_matmul::Quantization::None, 32, KERNEL)
-            .with_context(|| format!("cannot load the model in {}", dir.display()))?;
-    let prompt = random_prompt(weights.config().vocab_size, prompt_tokens, 0)?;
+            .with_context(|| format!("cannot load the model in {}", dir.display()))
+    };
+    let variants = [
+        ("engine", load()?),
+        (
+            "engine, before fusing operations",
+            load()?.without_operation_fusion(),
+        ),
+    ];
+    let prompt = random_prompt(variants[0].1.config().vocab_size, prompt_tokens, 0)?;
     // Untimed: on a GPU the first run compiles kernels and grows the allocator's pools.
     eprintln!("warm-up: {prompt_tokens} + {} tokens", new_tokens.min(16));
-    generate_timed(&weights, &prompt, new_tokens.min(16))?;
-    eprintln!("timed: {prompt_tokens} + {new_tokens} tokens");
-    let times = generate_timed(&weights, &prompt, new_tokens)?;
-
-    let decode_s: f64 = times.build_s.iter().chain(&times.eval_s).sum();
-    let row = SingleStreamRow {
-        prompt_tokens,
-        new_tokens,
-        prefill_tokens_per_s: prompt_tokens as f64 / times.prefill_s,
-        decode_tokens_per_s: new_tokens as f64 / decode_s,
-        median_build_ms: median(times.build_s) * 1e3,
-        median_eval_ms: median(times.eval_s) * 1e3,
-    };
-    println!("| prompt tokens | prefill tok/s | new tokens | decode tok/s | build / step | eval + read / step |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    for (_, weights) in &variants {
+        generate_timed(weights, &prompt, new_tokens.min(16))?;
+    }
+    // Interleaved rounds, so that every variant sees the same machine.
+    let mut times: Vec<Vec<StreamTimes>> = variants.iter().map(|_| Vec::new()).collect();
+    for round in 1..=SINGLE_STREAM_ROUNDS {
+        eprintln!("round {round}/{SINGLE_STREAM_ROUNDS}: {prompt_tokens} + {new_tokens} tokens per variant");
+        for ((_, weights), times) in variants.iter().zip(&mut times) {
+            times.push(generate_timed(weights, &prompt, new_tokens)?);
+        }
+    }
+    let rows: Vec<SingleStreamRow> = variants
+        .iter()
+        .zip(times)
+        .map(|((name, _), rounds)| {
+            SingleStreamRow::median_of(name, prompt_tokens, new_tokens, rounds)
+        })
+        .collect();
+    println!("| variant | prompt tokens | prefill tok/s | new tokens | decode tok/s | build / step | eval + read / step |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        println!(
+            "| {} | {} | {:.0} | {} | {:.1} | {:.2} ms | {:.2} ms |",
+            row.variant,
+            row.prompt_tokens,
+            row.prefill_tokens_per_s,
+            row.new_tokens,
+            row.decode_tokens_per_s,
+            row.median_build_ms,
+            row.median_eval_ms
+        );
+    }
     println!(
-        "| {} | {:.0} | {} | {:.1} | {:.2} ms | {:.2} ms |",
-        row.prompt_tokens,
-        row.prefill_tokens_per_s,
-        row.new_tokens,
-        row.decode_tokens_per_s,
-        row.median_build_ms,
-        row.median_eval_ms
+        "decode, fused operations / before: {:.2}x",
+        rows[0].decode_tokens_per_s / rows[1].decode_tokens_per_s
     );
     if let Some(path) = json {
-        let text = serde_json::to_string_pretty(&row)?;
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        let (engine, before) = rows.split_first().expect("two variants");
+        let report = SingleStreamReport { engine, before };
+        write_atomically(path, &serde_json::to_string_pretty(&report)?)?;
     }
     Ok(())
 }
