@@ -1,18 +1,23 @@
 //! `bench speculative`: what chapter 14 buys. Greedy decode tokens/s of the same prompts plainly
 //! (chapter 8's cache, one token per forward pass) and speculatively with each drafter (prompt
 //! lookup, and the draft model when one is given), side by side in one run, with the acceptance
-//! rate and the tokens each target step yields. Greedy speculation must give the same tokens: the
-//! table says whether it did.
+//! rate and the tokens each target step yields; then the same drafters for a batch of requests
+//! decoding together through chapter 13's paged scheduler. Greedy speculation must give the same
+//! tokens: the table says whether it did.
 
 use crate::{prompts, KERNEL};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use continuous_batching::{Batcher, Event, Request, SchedulerConfig};
 use decode::{generate, greedy, GenerationOptions, Tokenizer};
 use kv_cache::{CachedModel, Model};
+use paged_kv_cache::blocks_for;
+use prefix_cache::{PagedConfig, PagedScheduler};
 use quantized_matmul::{load_model, Quantization};
 use sampling::SamplingParams;
 use serde::Serialize;
 use speculative_decoding::{
-    speculative_generate, Drafter, ModelDrafter, NgramDrafter, SpeculativeOptions,
+    speculative_generate, BatchDrafting, BatchSpeculator, Drafter, ModelDrafter, NgramDrafter,
+    SpeculativeOptions,
 };
 use std::{
     path::PathBuf,
@@ -38,6 +43,9 @@ pub struct SpeculativeArgs {
     /// continue, where prompt lookup shines).
     #[arg(long, value_delimiter = ',', default_values_t = ["short-chat".to_string(), "medium".to_string(), "code".to_string()])]
     prompts: Vec<String>,
+    /// Requests decoding together in the batched runs (the prompts in turn); 0 skips them.
+    #[arg(long, default_value_t = 4)]
+    batch: usize,
     /// Also write the rows as JSON here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -59,6 +67,8 @@ struct Row {
 /// Decode time (after the first token) and the tokens of one greedy run.
 struct Run {
     decode: Duration,
+    /// The tokens generated in that time.
+    decoded: usize,
     tokens: Vec<u32>,
     acceptance_rate: Option<f64>,
     tokens_per_step: Option<f64>,
@@ -66,7 +76,7 @@ struct Run {
 
 impl Run {
     fn tokens_per_s(&self) -> f64 {
-        (self.tokens.len().saturating_sub(1)) as f64 / self.decode.as_secs_f64()
+        self.decoded as f64 / self.decode.as_secs_f64()
     }
 }
 
@@ -88,6 +98,7 @@ fn plain(model: &Model, tokenizer: &Tokenizer, prompt: &[u32], count: usize) -> 
     )?;
     Ok(Run {
         decode: first.map_or(Duration::ZERO, |first| last - first),
+        decoded: generation.tokens.len().saturating_sub(1),
         tokens: generation.tokens,
         acceptance_rate: None,
         tokens_per_step: None,
@@ -110,9 +121,75 @@ fn speculative(
     let result = speculative_generate(model, drafter, tokenizer, prompt, &options, &mut |_| {})?;
     Ok(Run {
         decode: result.stats.decode_time(),
+        decoded: result.generation.tokens.len().saturating_sub(1),
         tokens: result.generation.tokens,
         acceptance_rate: result.stats.acceptance_rate(),
         tokens_per_step: result.stats.tokens_per_step(),
+    })
+}
+
+/// `prompts` decoding together through chapter 13's paged scheduler, greedy, EOS ignored, with
+/// `drafting` (none: one token per row per step). Timed from the step in which every request
+/// has its first token to the last: the batch's decode tokens/s.
+fn batched(
+    model: &Model,
+    drafting: Option<BatchDrafting>,
+    prompts: &[&[u32]],
+    count: usize,
+    k: usize,
+) -> Result<Run> {
+    let tokens_total: usize = prompts.iter().map(|prompt| prompt.len() + count).sum();
+    let config = PagedConfig {
+        scheduler: SchedulerConfig {
+            max_running: prompts.len(),
+            ..SchedulerConfig::default()
+        },
+        // Room for every request and its drafts: the pool is not what is measured.
+        num_blocks: blocks_for(tokens_total) + prompts.len() * (blocks_for(k + 1) + 1),
+        prefix_caching: false,
+    };
+    let mut scheduler = PagedScheduler::new(model, config)?;
+    if let Some(drafting) = drafting {
+        let speculator = BatchSpeculator::new(drafting, k, model.config().vocab_size)?;
+        scheduler = scheduler.with_speculator(Box::new(speculator));
+    }
+    for (id, prompt) in prompts.iter().enumerate() {
+        Batcher::add(
+            &mut scheduler,
+            Request {
+                id: id as u64,
+                prompt: prompt.to_vec(),
+                max_new_tokens: count,
+                sampling: SamplingParams::default(),
+                stop_token_ids: Vec::new(),
+                constraint: None,
+                logprobs: None,
+            },
+        )?;
+    }
+    let mut tokens = vec![Vec::new(); prompts.len()];
+    let mut decoding_since: Option<(Instant, usize)> = None;
+    while !Batcher::is_idle(&scheduler) {
+        for event in Batcher::step(&mut scheduler)? {
+            if let Event::Token { id, token, .. } = event {
+                tokens[id as usize].push(token);
+            }
+        }
+        if decoding_since.is_none() && tokens.iter().all(|tokens| !tokens.is_empty()) {
+            decoding_since = Some((Instant::now(), tokens.iter().map(Vec::len).sum()));
+        }
+    }
+    let Some((started, first_tokens)) = decoding_since else {
+        bail!("the batch produced no tokens");
+    };
+    let counts = Batcher::speculation(&scheduler).unwrap_or_default();
+    let tokens = tokens.concat();
+    Ok(Run {
+        decode: started.elapsed(),
+        decoded: tokens.len() - first_tokens,
+        tokens,
+        acceptance_rate: counts.acceptance_rate(),
+        tokens_per_step: counts.tokens_per_row_step(),
     })
 }
 
@@ -122,6 +199,49 @@ fn options(count: usize) -> GenerationOptions {
         stop_strings: Vec::new(),
         ignore_eos: true,
     }
+}
+
+/// The batched runs' rows: `args.batch` requests (the prompts in turn) plain, then with each
+/// drafter and draft length.
+fn batched_rows(
+    args: &SpeculativeArgs,
+    target: &Model,
+    draft_model: Option<&Model>,
+    prompts: &[prompts::Prompt],
+) -> Result<Vec<Row>> {
+    let batch: Vec<&[u32]> = prompts
+        .iter()
+        .cycle()
+        .take(args.batch)
+        .map(|prompt| prompt.token_ids.as_slice())
+        .collect();
+    let name = format!("batch of {}", args.batch);
+    let prompt_tokens = batch.iter().map(|prompt| prompt.len()).sum();
+    let count = args.max_new_tokens;
+    eprintln!("{name}: {prompt_tokens} prompt tokens, {count} new each, plain");
+    let baseline = batched(target, None, &batch, count, 0)?;
+    let row = |drafter: &str, k: usize, run: &Run| Row {
+        prompt: name.clone(),
+        prompt_tokens,
+        drafter: drafter.to_string(),
+        num_draft_tokens: k,
+        decode_tokens_per_s: run.tokens_per_s(),
+        speedup: run.tokens_per_s() / baseline.tokens_per_s(),
+        acceptance_rate: run.acceptance_rate,
+        tokens_per_target_step: run.tokens_per_step,
+        same_tokens: run.tokens == baseline.tokens,
+    };
+    let mut rows = vec![row("none", 0, &baseline)];
+    for &k in &args.num_draft_tokens {
+        let mut drafters = vec![("ngram", BatchDrafting::Ngram(NgramDrafter::default()))];
+        drafters.extend(draft_model.map(|model| ("draft model", BatchDrafting::Model(model))));
+        for (drafter, drafting) in drafters {
+            eprintln!("{name}: {drafter}, k = {k}");
+            let run = batched(target, Some(drafting), &batch, count, k)?;
+            rows.push(row(drafter, k, &run));
+        }
+    }
+    Ok(rows)
 }
 
 pub fn run(args: SpeculativeArgs) -> Result<()> {
@@ -209,6 +329,15 @@ pub fn run(args: SpeculativeArgs) -> Result<()> {
                 rows.push(row("draft model", k, &run));
             }
         }
+    }
+
+    if args.batch > 0 {
+        rows.extend(batched_rows(
+            &args,
+            &target,
+            draft_model.as_ref(),
+            &prompts,
+        )?);
     }
 
     println!("| prompt | prompt tokens | drafter | k | decode tok/s | speedup | acceptance | tokens / target step | same tokens |");
