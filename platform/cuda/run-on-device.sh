@@ -7,7 +7,8 @@
 #
 # Phases, in the order given: doctor, tests (or only tests-tf32, tests-float32), quantized-check
 # (MLX's own quantized_matmul on the GPU vs its dequantized product), floors, kv-cache,
-# and a model name (smollm2-135m, qwen2-1.5b: the engine, mlx-lm and transformers on seeded
+# paged-kernel (chapter 12's fused paged-attention kernel: its tests and the custom-kernel
+# bridge's, then `bench paged-attention`), and a model name (smollm2-135m, qwen2-1.5b: the engine, mlx-lm and transformers on seeded
 # random weights made from configs/NAME.json).
 # Without phases: all of them, which takes longer than one call's 10 minutes.
 #
@@ -95,6 +96,30 @@ run_tests() {
     return $status
 }
 
+# Chapter 12's fused paged-attention tests (the test names hold "fused") and every test of the
+# custom-kernel bridge, in float32 (MLX's reference attention then multiplies without TF32).
+run_paged_kernel_tests() {
+    local status=0 package manifest_dir exe filter
+    while read -r package manifest_dir exe; do
+        case $package in
+            12-paged-kv-cache) filter=fused ;;
+            mlx-custom-kernel) filter= ;;
+            *) continue ;;
+        esac
+        echo "== $package ($exe) ${filter:+filter $filter}"
+        (cd "$manifest_dir" && "$release/deps/$exe" --test-threads 1 --color never $filter) || status=1
+    done < <(sort "$home/tests.txt")
+    return $status
+}
+
+paged_kernel() {
+    export -f run_paged_kernel_tests
+    export home release
+    step paged-kernel-tests 300 env MLX_ENABLE_TF32=0 bash -c run_paged_kernel_tests
+    step paged-attention-bench 240 "$release/bench" paged-attention \
+        --json "$results/paged-attention.json"
+}
+
 # MODE: tf32 (MLX's default on CUDA: float32 matmuls on TF32 tensor cores) or float32
 # (MLX_ENABLE_TF32=0).
 tests() {
@@ -140,6 +165,7 @@ for phase in "${phases[@]}"; do
             "$scripts/quantized_matmul_check.py" --json "$results/quantized-check.json" ;;
         kv-cache) step engine-kv-cache 180 "$release/bench" kv-cache \
             --model-path "$home/models/smollm2-135m" ;;
+        paged-kernel) paged_kernel ;;
         *) model "$phase" ;;
     esac
 done

@@ -27,6 +27,7 @@ const TESTED_CHAPTERS: &[&str] = &[
     "kv-cache",
     "quantized-matmul",
     "continuous-batching",
+    "paged-kv-cache",
 ];
 
 /// What one device call may carry, the checkout included.
@@ -222,6 +223,8 @@ fn build_tests(target: &Path) -> Result<Vec<TestExecutable>> {
     let mut features = Vec::new();
     let mut command = cuda_cargo(target);
     command.args(["test", "--release", "--no-run", "--package", "mlx-doctor"]);
+    // The custom-kernel bridge's tests run its kernel only where CUDA is.
+    command.args(["--package", "mlx-custom-kernel"]);
     for name in TESTED_CHAPTERS {
         let chapter = chapters::find(name)?;
         command.args(["--package", &chapter.name]);
