@@ -62,23 +62,36 @@ enum Drafting {
 }
 
 /// What a batched run produced: each job's tokens (in job order), the scheduler's speculation
-/// counts, and how many requests were preempted.
+/// counts, how many requests were preempted and how many prompt tokens the prefix cache held.
 struct Batched {
     tokens: Vec<Vec<u32>>,
     drafted: usize,
     accepted: usize,
     preemptions: usize,
+    prefix_hit_tokens: usize,
 }
 
 /// Runs `jobs` through a paged scheduler of `num_blocks` blocks with `drafting` (none: no
 /// speculation), `k` draft tokens per row. After every step, no running request's table has
-/// blocks past its sequence, and together they are every block in use.
+/// blocks past its sequence, and (without prefix caching, where no block is shared) together
+/// they are every block in use.
 fn run_batched(
     target: &Model,
     drafting: Option<BatchDrafting>,
     k: usize,
     jobs: &[Job],
     num_blocks: usize,
+) -> Batched {
+    run_paged(target, drafting, k, jobs, num_blocks, false)
+}
+
+fn run_paged(
+    target: &Model,
+    drafting: Option<BatchDrafting>,
+    k: usize,
+    jobs: &[Job],
+    num_blocks: usize,
+    prefix_caching: bool,
 ) -> Batched {
     let config = PagedConfig {
         scheduler: SchedulerConfig {
@@ -87,7 +100,7 @@ fn run_batched(
             prefill_chunk: 32,
         },
         num_blocks,
-        prefix_caching: false,
+        prefix_caching,
     };
     let mut scheduler = ok(PagedScheduler::new(target, config), "PagedScheduler::new");
     if let Some(drafting) = drafting {
@@ -138,20 +151,24 @@ fn run_batched(
                 held += table.blocks().len();
             }
         }
-        assert_eq!(
-            scheduler.cache().pool().num_used(),
-            held,
-            "step {step}: blocks in use beyond the running requests' tables"
-        );
+        if !prefix_caching {
+            assert_eq!(
+                scheduler.cache().pool().num_used(),
+                held,
+                "step {step}: blocks in use beyond the running requests' tables"
+            );
+        }
         step += 1;
         assert!(step < 10_000, "the scheduler never finished");
     }
     let counts = Batcher::speculation(&scheduler).unwrap_or_default();
+    let pool = Batcher::kv_pool(&scheduler).unwrap_or_default();
     Batched {
         tokens,
         drafted: counts.drafted,
         accepted: counts.accepted,
-        preemptions: Batcher::kv_pool(&scheduler).map_or(0, |pool| pool.preemptions),
+        preemptions: pool.preemptions,
+        prefix_hit_tokens: pool.prefix_hit_tokens,
     }
 }
 
@@ -322,6 +339,45 @@ fn task_5_batched_pool_exhaustion_shrinks_drafts_and_preempts(
         batched.preemptions > 0,
         "the pool of 8 blocks was meant to preempt requests ({} preemptions)",
         batched.preemptions
+    );
+}
+
+/// Prompts that share their first blocks, joining one after another: the later ones read the
+/// earlier ones' blocks from the prefix cache, and speculation writes and rewinds only past
+/// them. Every row still gets plain greedy decoding's tokens.
+#[rstest]
+fn task_5_batched_with_shared_prefix_blocks(
+    #[values(Drafting::OtherModel, Drafting::Ngram)] drafting: Drafting,
+) {
+    let model_name = "qwen2-tiny";
+    let target = tiny_model(model_name);
+    let block = BLOCK_SIZE as usize;
+    let all: Vec<u32> = (0..3)
+        .flat_map(|index| reference_sequence(model_name, index).0)
+        .cycle()
+        .take(4 * block)
+        .collect();
+    let shared = &all[..2 * block];
+    let jobs: Vec<Job> = [3, 9, 17]
+        .into_iter()
+        .enumerate()
+        .map(|(index, tail)| {
+            let mut prompt = shared.to_vec();
+            prompt.extend_from_slice(&all[2 * block..2 * block + tail]);
+            Job::greedy(prompt, 20, index * 2)
+        })
+        .collect();
+    let expected = expected(&target, model_name, &jobs);
+    let batched = with_drafting(&target, model_name, drafting, |drafting| {
+        run_paged(&target, Some(drafting), 4, &jobs, 64, true)
+    });
+    assert_eq!(
+        batched.tokens, expected,
+        "{drafting:?} drafting over shared prefix blocks"
+    );
+    assert!(
+        batched.prefix_hit_tokens > 0,
+        "the later prompts were meant to find the shared blocks"
     );
 }
 
