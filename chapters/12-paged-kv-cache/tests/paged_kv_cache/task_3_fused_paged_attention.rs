@@ -6,7 +6,7 @@
 //! Run on an NVIDIA GPU with MLX_ENABLE_TF32=0: MLX's reference then multiplies in float32.
 #![cfg(feature = "solution")]
 
-use crate::harness::{pool_with_holes, Seeded};
+use crate::harness::{int_values, pool_with_holes, Seeded};
 use mlx_custom_kernel::cuda_kernels_run_here;
 use mlx_rs::{fast, ops, ops::indexing::IndexOp, Array, Dtype};
 use paged_kv_cache::{
@@ -390,4 +390,36 @@ fn task_3_decode_over_pages_is_fused_on_cuda_and_gathered_elsewhere(
             "gathered decode attention over pages vs MLX's sdpa",
         );
     }
+}
+
+/// What the engine hands the kernel at a decode step: each row's blocks, read off the plan's
+/// slots, and each row's length with its new token; int32, as the kernel reads them.
+#[test]
+fn task_3_a_decode_plan_gives_the_kernel_each_rows_blocks_and_length() {
+    let mut pool = pool_with_holes(1, 16, 3);
+    let mut tables = vec![BlockTable::new(); 3];
+    for (table, length) in tables.iter_mut().zip([40, 1, 16]) {
+        ok(table.reserve(&mut pool, length), "BlockTable::reserve");
+        table.advance(length);
+        ok(table.reserve(&mut pool, 1), "BlockTable::reserve");
+    }
+    let rows: Vec<&BlockTable> = tables.iter().collect();
+    let plan = ok(StepPlan::new(&rows, 1), "StepPlan::new");
+    let block_tables = ok(plan.block_tables(), "StepPlan::block_tables");
+    assert_eq!(block_tables.dtype(), Dtype::Int32);
+    // 41 positions at most: 3 blocks a row; a shorter row's missing blocks read as block 0.
+    let expected: Vec<i32> = tables
+        .iter()
+        .flat_map(|table| {
+            let blocks = table.blocks().iter().map(|&block| block as i32);
+            blocks.chain(std::iter::repeat(0)).take(3)
+        })
+        .collect();
+    assert_eq!(block_tables.shape(), [3, 3]);
+    // The kernel's launch copies it row-major (MLX may hand back a strided view).
+    let block_tables = ok(block_tables.contiguous(), "contiguous");
+    assert_eq!(int_values(&block_tables), expected);
+    let lens = plan.context_lens(1);
+    assert_eq!(lens.dtype(), Dtype::Int32);
+    assert_eq!(int_values(&lens), [41, 2, 17]);
 }
