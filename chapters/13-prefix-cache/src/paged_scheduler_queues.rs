@@ -20,7 +20,7 @@ use mlx_rs::{
     Array,
 };
 use paged_kv_cache::{blocks_for, forward_paged, BlockTable, PagedError, BLOCK_SIZE};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// The paged scheduler's limits: chapter 10's, the pool's size, and whether to share prefixes.
 #[derive(Clone, Copy, Debug)]
@@ -293,51 +293,82 @@ impl<'m> PagedScheduler<'m> {
         Ok(rows.len())
     }
 
-    /// Spends `budget` tokens on the prompts of admitted requests, oldest first, a chunk of at
-    /// most `prefill_chunk` tokens per request per step; a new request whose prompt is done
-    /// chooses its first token.
+    /// Spends `budget` tokens on the prompts of admitted requests, oldest first, at most
+    /// `prefill_chunk` tokens per request per step. The prompts go in groups: the oldest one sets
+    /// the chunk `C`, and every prompt with at least `C` tokens left runs `C` of them in the same
+    /// forward `[G, C]`, so that requests admitted together are prefilled together. A new
+    /// request whose prompt is done chooses its first token.
     fn prefill(&mut self, mut budget: usize, events: &mut Vec<Event>) -> Result<()> {
-        let mut index = 0;
-        while index < self.running.len() && budget > 0 {
-            let running = &mut self.running[index];
-            let (done, target) = (running.table.len(), running.target());
-            if done == target {
-                index += 1;
-                continue;
-            }
-            let chunk = (target - done)
-                .min(budget)
-                .min(self.config.scheduler.prefill_chunk);
-            let tokens = &running.decoding.tokens[done..done + chunk];
-            let input = Array::from_slice(tokens, &[1, chunk as i32]); // [1, C]
-            let logits = forward_paged(
-                self.model,
-                self.cache.pool_mut(),
-                &mut [&mut running.table],
-                &input,
-            )
-            .map_err(paged_error)?; // [1, C, V]
-            budget -= chunk;
-            self.commit(index);
-            let running = &mut self.running[index];
-            if done + chunk < target || running.decoding.generated > 0 {
-                index += 1;
-                continue;
-            }
-            let last_logits = logits.index((.., -1)); // [1, V]
-            let first_event = events.len();
-            let reason = choose(&mut running.decoding, &last_logits.index(0), events)?;
-            let request = std::iter::once(&running.decoding.request);
-            attach_logprobs(&last_logits, request, &mut events[first_event..])?;
-            match reason {
-                Some(reason) => {
-                    let decoding = self.finish(index)?;
+        // Prompt tokens each request (by id) has run in this step.
+        let mut ran: HashMap<u64, usize> = HashMap::new();
+        while budget > 0 {
+            // (index, prompt tokens it may still run in this step) of the prompts not done,
+            // oldest first.
+            let pending: Vec<(usize, usize)> = self
+                .running
+                .iter()
+                .enumerate()
+                .map(|(index, running)| {
+                    let ran = ran.get(&running.decoding.request.id).copied().unwrap_or(0);
+                    let left = (running.target() - running.table.len())
+                        .min(self.config.scheduler.prefill_chunk - ran);
+                    (index, left)
+                })
+                .filter(|&(_, left)| left > 0)
+                .collect();
+            let Some(&(_, oldest_left)) = pending.first() else {
+                break;
+            };
+            let chunk = oldest_left.min(budget);
+            let group: Vec<usize> = pending
+                .iter()
+                .filter(|&&(_, left)| left >= chunk)
+                .map(|&(index, _)| index)
+                .take(budget / chunk)
+                .collect();
+            let tokens: Vec<u32> = group
+                .iter()
+                .flat_map(|&index| {
+                    let running = &self.running[index];
+                    let done = running.table.len();
+                    running.decoding.tokens[done..done + chunk].iter().copied()
+                })
+                .collect();
+            let input = Array::from_slice(&tokens, &[group.len() as i32, chunk as i32]); // [G, C]
+            let mut tables: Vec<&mut BlockTable> = self
+                .running
+                .iter_mut()
+                .enumerate()
+                .filter(|(index, _)| group.contains(index))
+                .map(|(_, running)| &mut running.table)
+                .collect();
+            let logits = forward_paged(self.model, self.cache.pool_mut(), &mut tables, &input)
+                .map_err(paged_error)?; // [G, C, V]
+            budget -= chunk * group.len();
+            let mut finished = Vec::new();
+            for (group_row, &index) in group.iter().enumerate() {
+                self.commit(index);
+                let running = &mut self.running[index];
+                *ran.entry(running.decoding.request.id).or_default() += chunk;
+                if running.table.len() < running.target() || running.decoding.generated > 0 {
+                    continue;
+                }
+                let row = group_row as i32;
+                let last_logits = logits.index((row..row + 1, -1)); // [1, V]
+                let first_event = events.len();
+                let reason = choose(&mut running.decoding, &last_logits.index(0), events)?;
+                let request = std::iter::once(&running.decoding.request);
+                attach_logprobs(&last_logits, request, &mut events[first_event..])?;
+                if let Some(reason) = reason {
                     events.push(Event::Finished {
-                        id: decoding.request.id,
+                        id: running.decoding.request.id,
                         reason,
                     });
+                    finished.push(index);
                 }
-                None => index += 1,
+            }
+            for index in finished.into_iter().rev() {
+                self.finish(index)?;
             }
         }
         Ok(())
