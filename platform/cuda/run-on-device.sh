@@ -96,13 +96,15 @@ run_tests() {
     return $status
 }
 
-# Chapter 12's fused paged-attention tests (the test names hold "fused") and every test of the
-# custom-kernel bridge, in float32 (MLX's reference attention then multiplies without TF32).
+# Chapter 12's fused paged-attention tests (their names hold "fused"), its model tests on the
+# engine's fused path (cases named "Fused": decode steps of models whose head dimension the
+# kernel takes run on it), and every test of the custom-kernel bridge; in float32, so that MLX's
+# reference attention multiplies without TF32.
 run_paged_kernel_tests() {
     local status=0 package manifest_dir exe filter
     while read -r package manifest_dir exe; do
         case $package in
-            12-paged-kv-cache) filter=fused ;;
+            12-paged-kv-cache) filter="fused Fused" ;;
             mlx-custom-kernel) filter= ;;
             *) continue ;;
         esac
