@@ -13,10 +13,12 @@ mod timed_run;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use continuous_batching::{Event, Request, Scheduler, SchedulerConfig};
+use continuous_batching::{Batcher, Event, Request, Scheduler, SchedulerConfig};
 use decode::{greedy, LanguageModel, Model as UncachedModel};
 use kv_cache::{CachedModel, Model as CachedWeights};
 use mlx_rs::{random, transforms::eval};
+use paged_kv_cache::BLOCK_SIZE;
+use prefix_cache::{PagedConfig, PagedScheduler};
 use serde::Serialize;
 use std::{
     collections::HashMap,
@@ -70,6 +72,10 @@ enum Benchmark {
         /// new shape pay for kernel compilation and allocation.
         #[arg(long)]
         warmup: bool,
+        /// Where the requests keep their keys and values: chapter 13's paged scheduler (the
+        /// server's default) or chapter 10's dense one.
+        #[arg(long, value_enum, default_value_t = KvLayout::Paged)]
+        kv_cache: KvLayout,
     },
     /// Chapters 12-13: time to first token of a multi-turn chat with and without the prefix
     /// cache, and how many requests fit the same KV memory dense and paged.
@@ -130,6 +136,7 @@ fn run(args: Args) -> Result<()> {
             new_tokens,
             json,
             warmup,
+            kv_cache,
         } => batching_bench(
             &model_path,
             &concurrency,
@@ -137,6 +144,7 @@ fn run(args: Args) -> Result<()> {
                 prompt_tokens,
                 new_tokens,
             },
+            kv_cache,
             warmup,
             json.as_deref(),
         ),
@@ -248,6 +256,7 @@ fn batching_bench(
     dir: &Path,
     concurrency: &[usize],
     shape: BatchingShape,
+    layout: KvLayout,
     warmup: bool,
     json: Option<&Path>,
 ) -> Result<()> {
@@ -269,9 +278,9 @@ fn batching_bench(
                 new_tokens: new_tokens.min(4),
                 ..shape
             };
-            batching_round(&model, requests, short)?;
+            batching_round(&model, requests, short, layout)?;
         }
-        rows.push(batching_round(&model, requests, shape)?);
+        rows.push(batching_round(&model, requests, shape, layout)?);
     }
 
     println!("| concurrent requests | aggregate tok/s | mean time to first token | mean time per token | mean request latency |");
@@ -292,11 +301,19 @@ fn batching_bench(
     Ok(())
 }
 
+/// Where `bench batching`'s requests keep their keys and values.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum KvLayout {
+    Paged,
+    Dense,
+}
+
 /// `requests` requests of `shape` submitted at once and run to the end by the scheduler.
 fn batching_round(
     model: &CachedWeights,
     requests: usize,
     shape: BatchingShape,
+    layout: KvLayout,
 ) -> Result<BatchingRow> {
     let BatchingShape {
         prompt_tokens,
@@ -308,7 +325,19 @@ fn batching_round(
         token_budget: (requests * prompt_tokens).max(512),
         prefill_chunk: 256,
     };
-    let mut scheduler = Scheduler::new(model, config)?;
+    let mut scheduler: Box<dyn Batcher> = match layout {
+        KvLayout::Dense => Box::new(Scheduler::new(model, config)?),
+        KvLayout::Paged => {
+            // Room for every request whole, plus a block each to spare.
+            let blocks_per_request = (prompt_tokens + new_tokens).div_ceil(BLOCK_SIZE as usize) + 1;
+            let config = PagedConfig {
+                scheduler: config,
+                num_blocks: requests * blocks_per_request,
+                prefix_caching: true,
+            };
+            Box::new(PagedScheduler::new(model, config)?)
+        }
+    };
     for id in 0..requests {
         scheduler.add(Request {
             id: id as u64,
