@@ -77,6 +77,12 @@ def model_section(results, name, title, floors):
             f"Engine decode step (median): {engine_single['median_build_ms']:.2f} ms building the graph, "
             f"{engine_single['median_eval_ms']:.2f} ms evaluating it and reading the token back."
         )
+        for before in engine_single.get("before", []):
+            lines.append(
+                f"{before['variant']}: decode {before['decode_tokens_per_s']:,.1f} tok/s "
+                f"({before['median_build_ms']:.2f} ms building, {before['median_eval_ms']:.2f} ms evaluating); "
+                f"the engine decodes {ratio(engine_single['decode_tokens_per_s'], before['decode_tokens_per_s'])} as fast."
+            )
     model_floors = (floors or {}).get("models", {}).get(name)
     if model_floors:
         one, many = model_floors["1"], model_floors["64"]
