@@ -1,5 +1,6 @@
 //! A trivial kernel, `out = a * b + 1` element by element, against the same MLX ops: on a CUDA
-//! GPU it must match them exactly; elsewhere `apply` must say that it needs CUDA.
+//! GPU it must match them (exactly in float32; bfloat16 ops round after each op, the kernel once);
+//! elsewhere `apply` must say that it needs CUDA.
 
 use mlx_custom_kernel::{
     cuda_kernels_run_here, CudaKernel, KernelError, LaunchConfig, OutputSpec, TemplateArg,
@@ -10,7 +11,9 @@ use test_support::{assert_allclose, random_array, Tolerance};
 const MULTIPLY_ADD: &str = r#"
     const int index = blockIdx.x * blockDim.x + threadIdx.x;
     if (index < a_shape[0]) {
-        out[index] = static_cast<T>(static_cast<float>(a[index]) * static_cast<float>(b[index]) + 1.0f);
+        // Rounded after each operation, as MLX's multiply then add are (no fused multiply-add).
+        const float product = __fmul_rn(static_cast<float>(a[index]), static_cast<float>(b[index]));
+        out[index] = static_cast<T>(__fadd_rn(product, 1.0f));
     }
 "#;
 
@@ -49,7 +52,8 @@ fn a_trivial_kernel_matches_mlx_ops_or_says_it_needs_cuda() {
     ] {
         let a = random_array(&[length], dtype, 1);
         let b = random_array(&[length], dtype, 2);
-        let expected = a.multiply(&b).unwrap().add(Array::from_f32(1.0)).unwrap();
+        let one = Array::from_f32(1.0).as_dtype(dtype).unwrap();
+        let expected = a.multiply(&b).unwrap().add(&one).unwrap();
         let result = multiply_add(&a, &b);
         if cuda_kernels_run_here().unwrap() {
             let got = result.unwrap_or_else(|error| panic!("on CUDA the kernel runs: {error}"));
