@@ -151,6 +151,8 @@ model() {
         --json "$results/mlx-lm-$model.json"
     step "transformers-$model" 300 python3 "$scripts/bench_hf.py" "$dir" \
         --concurrency "$concurrency" --json "$results/transformers-$model.json"
+    step "transformers-compiled-$model" 300 python3 "$scripts/bench_hf.py" "$dir" --compiled \
+        --concurrency "" --json "$results/transformers-compiled-$model.json"
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv \

@@ -10,7 +10,12 @@ import re
 import sys
 
 MODELS = {"smollm2-135m": "SmolLM2-135M", "qwen2-1.5b": "Qwen2-1.5B"}
-SYSTEMS = [("engine", "engine"), ("mlx-lm", "mlx-lm"), ("transformers", "transformers")]
+SYSTEMS = [
+    ("engine", "engine"),
+    ("mlx-lm", "mlx-lm"),
+    ("transformers", "transformers"),
+    ("transformers-compiled", "transformers, static cache + torch.compile"),
+]
 
 
 def read(path):
@@ -44,7 +49,8 @@ def model_section(results, name, title, floors):
     engine_single = read(results / f"engine-single-{name}.json")
     engine_batching = read(results / f"engine-batching-{name}.json")
     others = {
-        system: read(results / f"{system}-{name}.json") for system in ("mlx-lm", "transformers")
+        system: read(results / f"{system}-{name}.json")
+        for system in ("mlx-lm", "transformers", "transformers-compiled")
     }
     if not engine_single and not any(others.values()):
         return []
@@ -63,7 +69,7 @@ def model_section(results, name, title, floors):
         s = single.get(system) or {}
         lines.append(
             f"| {label} | {s.get('prefill_tokens_per_s', 0):,.0f} | {s.get('decode_tokens_per_s', 0):,.1f} "
-            f"| {batching[system].get(64, 0):,.0f} |"
+            f"| {format(batching[system][64], ',.0f') if 64 in batching[system] else '-'} |"
         )
     e, m = single["engine"] or {}, single["mlx-lm"] or {}
     lines += [
@@ -95,7 +101,7 @@ def model_section(results, name, title, floors):
         )
     lines += ["", "| concurrent streams | engine tok/s | mlx-lm batch_generate tok/s | transformers generate tok/s | engine / mlx-lm |", "|---:|---:|---:|---:|---:|"]
     for c in sorted(set().union(*[set(b) for b in batching.values()])):
-        row = [batching[s].get(c) for s, _ in SYSTEMS]
+        row = [batching[s].get(c) for s, _ in SYSTEMS[:3]]
         cells = " | ".join(f"{v:,.0f}" if v else "-" for v in row)
         lines.append(f"| {c} | {cells} | {ratio(row[0], row[1])} |")
     return lines + [""]
