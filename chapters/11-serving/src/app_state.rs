@@ -3,8 +3,8 @@
 //! Given: your handlers in `src/server.rs` use them.
 
 use crate::{
-    ApiError, ChatMessage, Chunk, EngineHandle, GenerateParams, RequestStream, ResponseFormat,
-    Timings, TokenLogprob, Usage,
+    plain_messages, ApiError, ChatMessage, Chunk, EngineHandle, GenerateParams, JsonSchemaFormat,
+    RequestStream, ResponseFormat, Timings, TokenLogprob, ToolPlan, Usage,
 };
 use axum::http::StatusCode;
 use continuous_batching::{FinishReason, SharedConstraint};
@@ -69,18 +69,32 @@ impl AppState {
         &self,
         format: &Option<ResponseFormat>,
     ) -> Result<Option<SharedConstraint>, ApiError> {
-        let format = match format {
-            None | Some(ResponseFormat::Text) => return Ok(None),
-            Some(format) => format,
+        match format {
+            None | Some(ResponseFormat::Text) => Ok(None),
+            Some(format) => self.compile(format, "`response_format`").map(Some),
+        }
+    }
+
+    /// The constraint of a chat's tools ([`ToolPlan::answer_schema`]); a 400 when a tool's
+    /// `parameters` cannot be compiled or this server compiles no formats.
+    pub fn tool_constraint(&self, plan: &ToolPlan) -> Result<SharedConstraint, ApiError> {
+        let format = ResponseFormat::JsonSchema {
+            json_schema: JsonSchemaFormat {
+                name: Some("tool_calls".into()),
+                schema: Some(plan.answer_schema()),
+                strict: None,
+            },
         };
+        self.compile(&format, "`tools` (a tool's `parameters` schema)")
+    }
+
+    fn compile(&self, format: &ResponseFormat, field: &str) -> Result<SharedConstraint, ApiError> {
         let Some(compile) = &self.formats else {
-            return Err(ApiError::invalid(
-                "this server does not support `response_format` other than text",
-            ));
+            return Err(ApiError::invalid(format!(
+                "this server compiles no grammars: {field} is not supported (only text)"
+            )));
         };
-        compile(format)
-            .map(Some)
-            .map_err(|error| ApiError::invalid(format!("`response_format`: {error}")))
+        compile(format).map_err(|error| ApiError::invalid(format!("{field}: {error}")))
     }
 
     /// Tokenizes a raw prompt; a 400 when the tokenizer cannot.
@@ -92,6 +106,16 @@ impl AppState {
 
     /// Tokenizes a chat through the chat template; a 400 for an empty chat or an unknown role.
     pub(crate) fn encode_chat(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ApiError> {
+        self.encode_chat_with_tools(messages, None)
+    }
+
+    /// [`AppState::encode_chat`] with the tools of `plan` described in the system message;
+    /// tool calls and results in the history are written as [`plain_messages`] says.
+    pub(crate) fn encode_chat_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        plan: Option<&ToolPlan>,
+    ) -> Result<Vec<u32>, ApiError> {
         if messages.is_empty() {
             return Err(ApiError::invalid("`messages` is empty"));
         }
@@ -106,7 +130,15 @@ impl AppState {
                 CHAT_ROLES.join(", ")
             )));
         }
-        let messages: Vec<Message> = messages
+        if let Some(index) = messages
+            .iter()
+            .position(|message| message.role == "tool" && message.tool_call_id.is_none())
+        {
+            return Err(ApiError::invalid(format!(
+                "messages[{index}] has the role \"tool\" without `tool_call_id`: give the id of the call it answers"
+            )));
+        }
+        let messages: Vec<Message> = plain_messages(messages, plan)
             .iter()
             .map(|message| Message::new(&message.role, &message.content))
             .collect();
@@ -167,7 +199,7 @@ impl AppState {
 }
 
 /// The roles the chat template knows.
-const CHAT_ROLES: [&str; 3] = ["system", "user", "assistant"];
+const CHAT_ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 
 /// A 400 unless the request asks for one choice (`n`), all this server generates.
 pub(crate) fn only_one_choice(n: Option<usize>) -> Result<(), ApiError> {

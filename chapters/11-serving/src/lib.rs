@@ -4,7 +4,8 @@
 //! (the engine thread, its handle and its loop), `src/messages.rs` (what handlers and the engine
 //! thread exchange), `src/routes.rs` (the router and the endpoints given whole),
 //! `src/app_state.rs` (what every handler shares), `src/native_api.rs` (`/generate`),
-//! `src/errors.rs` (`ApiError`), `src/protocol.rs` (the JSON types), `src/metrics.rs`, and
+//! `src/errors.rs` (`ApiError`), `src/protocol.rs` (the JSON types), `src/tools.rs` (OpenAI's
+//! tools through constrained decoding), `src/metrics.rs`, and
 //! `src/guard.rs` and `src/listen.rs` (limits, authentication, connections). The tests are in
 //! `tests/serving/`. Book: book/src/week2-11-serving.md.
 //!
@@ -44,6 +45,7 @@ mod routes;
     allow(unused_variables, unused_imports, dead_code)
 )]
 mod server;
+mod tools;
 // What the tests use alongside the server, from the chapters it builds on.
 pub use {
     app_state::*,
@@ -57,4 +59,5 @@ pub use {
     metrics::*,
     protocol::*,
     routes::*,
+    tools::*,
 };

@@ -1,6 +1,7 @@
 //! The JSON the server speaks: OpenAI's completions and chat completions, and the engine's own
 //! simple `/generate` API. Requests become one [`GenerateParams`] for the engine thread.
 
+use crate::{Tool, ToolCall, ToolChoice};
 use continuous_batching::{SamplingParams, SharedConstraint, MAX_TOP_LOGPROBS};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -177,9 +178,30 @@ impl CompletionRequest {
 pub struct ChatMessage {
     pub role: String,
     /// A string, or OpenAI's list of content parts (`[{"type": "text", "text": ...}]`, what many
-    /// clients send), joined.
+    /// clients send), joined; null (an assistant's tool calls) is empty. Required, as OpenAI's.
     #[serde(deserialize_with = "content_text")]
     pub content: String,
+    /// An assistant's calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<ToolCall>>,
+    /// A `tool` message: the call it answers, and the tool's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+impl ChatMessage {
+    /// A message of text only.
+    pub fn new(role: &str, content: &str) -> Self {
+        ChatMessage {
+            role: role.into(),
+            content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            name: None,
+        }
+    }
 }
 
 /// A message's content as text: a string, or its text parts joined; other parts (images, audio)
@@ -245,6 +267,11 @@ pub struct ChatCompletionRequest {
     /// With `logprobs`: this many most likely alternatives of each token, at most
     /// [`MAX_TOP_LOGPROBS`].
     pub top_logprobs: Option<usize>,
+    /// Functions the model may call ([`tool_plan`](crate::tool_plan) checks them).
+    pub tools: Option<Vec<Tool>>,
+    pub tool_choice: Option<ToolChoice>,
+    /// `false`: at most one call per answer.
+    pub parallel_tool_calls: Option<bool>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }

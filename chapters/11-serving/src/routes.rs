@@ -3,11 +3,11 @@
 //! Your completions endpoint is in `src/server.rs`, the native API in `src/native_api.rs`.
 
 use crate::{
-    app_state::{chunks, finish_reason, now, only_one_choice},
+    app_state::{chunks, finish_reason, now, only_one_choice, Collected},
     native_api::{generate, generate_stream},
     server::{collect, completions, openai_stream, sse},
-    ApiError, AppState, ChatCompletionRequest, DetokenizeRequest, GenerateParams, LogprobsFormat,
-    TokenizeRequest,
+    tool_plan, ApiError, AppState, ChatCompletionRequest, DetokenizeRequest, GenerateParams,
+    LogprobsFormat, ResponseFormat, TokenizeRequest, ToolAnswer, ToolPlan,
 };
 use axum::{
     extract::{rejection::JsonRejection, MatchedPath, Request, State},
@@ -94,7 +94,8 @@ async fn count_requests(State(state): State<AppState>, request: Request, next: N
 /// `POST /v1/chat/completions`, OpenAI's chat completions: as [`completions`], but the prompt is
 /// `messages` through the chat template, at most `max_completion_tokens` (or `max_tokens`; 256
 /// when both are absent) new tokens, and the answer a `message` (whole) or `delta`s (streamed,
-/// the first one naming the role). Given.
+/// the first one naming the role). With `tools`, the answer is constrained and parsed as
+/// [`ToolPlan`] says ([`tool_answer`]). Given.
 async fn chat_completions(
     State(state): State<AppState>,
     body: Result<Json<ChatCompletionRequest>, JsonRejection>,
@@ -102,25 +103,52 @@ async fn chat_completions(
     let Json(request) = body?;
     state.check_model(&request.model)?;
     only_one_choice(request.n)?;
+    let plan = tool_plan(
+        &request.tools,
+        &request.tool_choice,
+        request.parallel_tool_calls,
+    )
+    .map_err(ApiError::invalid)?;
+    let constraint = match &plan {
+        Some(_) if !matches!(request.response_format, None | Some(ResponseFormat::Text)) => {
+            return Err(ApiError::invalid(
+                "`response_format` and `tools` both constrain the answer: give one of them (or `tool_choice: \"none\"`)",
+            ))
+        }
+        Some(plan) => Some(state.tool_constraint(plan)?),
+        None => state.constraint(&request.response_format)?,
+    };
     let params = GenerateParams {
-        prompt_tokens: state.encode_chat(&request.messages)?,
+        prompt_tokens: state.encode_chat_with_tools(&request.messages, plan.as_ref())?,
         max_new_tokens: request
             .max_completion_tokens
             .or(request.max_tokens)
             .unwrap_or(256),
         sampling: request.sampling.sampling(1.0),
         stop: request.sampling.stop(),
-        constraint: state.constraint(&request.response_format)?,
+        constraint,
         logprobs: request.logprobs().map_err(ApiError::invalid)?,
     };
     let (stream, first) = state.start(params).await?;
     let id = format!("chatcmpl-{}", stream.id);
+    let base = json!({"id": id, "object": "chat.completion.chunk", "created": now(),
+        "model": state.model_name});
+    let include_usage = request
+        .stream_options
+        .as_ref()
+        .is_some_and(|options| options.include_usage);
+    if let Some(plan) = plan {
+        let request_id = stream.id;
+        let done = collect(stream, first).await?;
+        let answer = tool_answer(&plan, done, request_id, request.logprobs);
+        if !request.stream {
+            let mut body = answer.whole(base);
+            body["object"] = json!("chat.completion");
+            return Ok(Json(body).into_response());
+        }
+        return Ok(sse(stream::iter(answer.chunks(base, include_usage))));
+    }
     if request.stream {
-        let include_usage = request
-            .stream_options
-            .is_some_and(|options| options.include_usage);
-        let base = json!({"id": id, "object": "chat.completion.chunk", "created": now(),
-            "model": state.model_name});
         // The first delta names the role, as OpenAI's streams do.
         let mut opening = base.clone();
         opening["choices"] = json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
@@ -140,16 +168,96 @@ async fn chat_completions(
         true => LogprobsFormat::Chat.render(&done.logprobs, 0),
         false => Value::Null,
     };
-    Ok(Json(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": now(),
-        "model": state.model_name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": done.text},
-            "logprobs": logprobs, "finish_reason": finish_reason(done.finish_reason)}],
-        "usage": done.usage,
-    }))
-    .into_response())
+    let mut body = base;
+    body["object"] = json!("chat.completion");
+    body["choices"] = json!([{"index": 0, "message": {"role": "assistant", "content": done.text},
+        "logprobs": logprobs, "finish_reason": finish_reason(done.finish_reason)}]);
+    body["usage"] = json!(done.usage);
+    Ok(Json(body).into_response())
+}
+
+/// A whole answer under tools: its message (text, or `tool_calls` with `content: null`), the
+/// finish reason (`tool_calls` when it called), its logprobs and usage.
+struct ToolAnswerParts {
+    message: Value,
+    finish_reason: &'static str,
+    logprobs: Value,
+    usage: Value,
+}
+
+/// Parses a collected answer under `plan` into OpenAI's shape.
+fn tool_answer(
+    plan: &ToolPlan,
+    done: Collected,
+    request_id: u64,
+    logprobs: bool,
+) -> ToolAnswerParts {
+    let logprobs = match logprobs {
+        true => LogprobsFormat::Chat.render(&done.logprobs, 0),
+        false => Value::Null,
+    };
+    let (message, finish_reason) = match plan.parse(&done.text, request_id) {
+        ToolAnswer::Calls(calls) => (
+            json!({"role": "assistant", "content": null, "tool_calls": calls}),
+            "tool_calls",
+        ),
+        ToolAnswer::Text(text) => (
+            json!({"role": "assistant", "content": text}),
+            finish_reason(done.finish_reason),
+        ),
+    };
+    ToolAnswerParts {
+        message,
+        finish_reason,
+        logprobs,
+        usage: json!(done.usage),
+    }
+}
+
+impl ToolAnswerParts {
+    fn whole(self, mut base: Value) -> Value {
+        base["choices"] = json!([{"index": 0, "message": self.message, "logprobs": self.logprobs,
+            "finish_reason": self.finish_reason}]);
+        base["usage"] = self.usage;
+        base
+    }
+
+    /// Streamed: the answer is known whole only once it parses, so it comes as one delta
+    /// (`content`, or `tool_calls` each with its `index`) after the role's, then the finish.
+    fn chunks(self, base: Value, include_usage: bool) -> Vec<Value> {
+        let with = |choices: Value| {
+            let mut value = base.clone();
+            value["choices"] = choices;
+            value
+        };
+        let mut delta = self.message;
+        if let Some(calls) = delta["tool_calls"].as_array_mut() {
+            for (index, call) in calls.iter_mut().enumerate() {
+                call["index"] = json!(index);
+            }
+        }
+        if let Some(fields) = delta.as_object_mut() {
+            fields.remove("role");
+            fields.retain(|_, value| !value.is_null());
+        }
+        let mut values = vec![
+            with(
+                json!([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                "finish_reason": null}]),
+            ),
+            with(
+                json!([{"index": 0, "delta": delta, "logprobs": self.logprobs,
+                "finish_reason": null}]),
+            ),
+            with(json!([{"index": 0, "delta": {}, "finish_reason": self.finish_reason}])),
+        ];
+        if include_usage {
+            let mut usage = with(json!([]));
+            usage["usage"] = self.usage;
+            values.push(usage);
+        }
+        values
+    }
 }
 
 async fn models(State(state): State<AppState>) -> Json<Value> {

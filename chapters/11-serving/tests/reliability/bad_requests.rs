@@ -209,9 +209,16 @@ async fn every_bad_request_is_a_named_4xx_and_the_server_keeps_serving() {
         (
             "an unsupported role",
             "/v1/chat/completions",
+            chat(json!([{"role": "narrator", "content": "42"}])),
+            bad,
+            vec!["messages[0]", "\"narrator\"", "user"],
+        ),
+        (
+            "a tool result that answers no call",
+            "/v1/chat/completions",
             chat(json!([{"role": "tool", "content": "42"}])),
             bad,
-            vec!["messages[0]", "\"tool\"", "user"],
+            vec!["messages[0]", "tool_call_id"],
         ),
         (
             "a prompt over --max-seq-len",

@@ -11,8 +11,8 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use serving::{
     router, AppState, Chunk, ContextPolicy, EngineHandle, EngineLimits, FinishReason,
-    GenerateParams, Model, RequestStream, SamplingParams, SchedulerConfig, Timings, Tokenizer,
-    Usage,
+    FormatCompiler, GenerateParams, Model, RequestStream, SamplingParams, SchedulerConfig, Timings,
+    Tokenizer, Usage,
 };
 use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
 use test_support::{fixture_path, load_fixture};
@@ -63,6 +63,11 @@ pub struct TestServer {
 }
 
 pub fn start(limits: EngineLimits) -> TestServer {
+    start_with_formats(limits, None)
+}
+
+/// [`start`] with a compiler of `response_format`s and tools' answers.
+pub fn start_with_formats(limits: EngineLimits, formats: Option<FormatCompiler>) -> TestServer {
     let dir = model_dir();
     let engine = EngineHandle::start(move || Model::load(&dir), load_tokenizer(), limits)
         .unwrap_or_else(|error| panic!("EngineHandle::start on {MODEL}: {error}"));
@@ -71,7 +76,7 @@ pub fn start(limits: EngineLimits) -> TestServer {
         engine: engine.clone(),
         tokenizer: Arc::clone(&tokenizer),
         model_name: MODEL.into(),
-        formats: None,
+        formats,
     });
     TestServer {
         engine,

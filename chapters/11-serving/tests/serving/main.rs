@@ -7,6 +7,7 @@ mod harness;
 mod task_1_submit;
 mod task_2_token;
 mod task_3_completions;
+mod task_3_tools;
 mod task_4_logprobs;
 mod task_4_openai_stream;
 mod task_5_api_error;
