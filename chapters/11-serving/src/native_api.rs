@@ -43,7 +43,7 @@ impl GenerateRequest {
             // The native API follows the CLI: greedy unless a temperature is given.
             sampling: self.sampling.sampling(0.0),
             stop: self.sampling.stop(),
-            constraint: None,
+            constraint: state.constraint(&self.response_format)?,
             logprobs: None,
         };
         let prompt_tokens = params.prompt_tokens.len();

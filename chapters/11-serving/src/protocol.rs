@@ -365,6 +365,8 @@ pub struct GenerateRequest {
     pub prompt: Option<String>,
     pub messages: Option<Vec<ChatMessage>>,
     pub max_new_tokens: Option<usize>,
+    /// As on chat completions: JSON, or JSON valid under a schema.
+    pub response_format: Option<ResponseFormat>,
     #[serde(flatten)]
     pub sampling: SamplingFields,
 }

@@ -272,3 +272,26 @@ async fn task_3_bad_tools_are_a_400(#[case] fields: Value, #[case] named: &str) 
     let message = body["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains(named), "the error names `{named}`: {body}");
 }
+
+/// `/generate` takes `response_format` too: its schema reaches the compiler and the constrained
+/// text comes back, whole and streamed.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_3_generate_takes_a_response_format() {
+    let answer = r#"{"city": "Paris"}"#;
+    let (server, schemas) = scripted_server(answer);
+    let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+    let request = json!({"prompt": "Where?", "max_new_tokens": 30,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "place", "schema": schema}}});
+    let body = server.post_ok("/generate", &request).await;
+    assert_eq!(body["text"], answer, "{body}");
+    assert_eq!(body["finish_reason"], "stop", "{body}");
+    assert_eq!(schemas.lock().unwrap()[0], schema);
+    let response = server.post("/generate/stream", &request).await;
+    let text = crate::harness::body_text(response).await;
+    let streamed: String = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|value| value["text"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(streamed, answer, "{text}");
+}
