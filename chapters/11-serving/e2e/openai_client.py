@@ -7,9 +7,11 @@ Run by .ci/run against `cargo xtask run serve`; by hand:
 
 import concurrent.futures
 import json
+import math
 import sys
 import urllib.request
 
+import jsonschema
 import openai
 
 base_url = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8000/v1"
@@ -164,3 +166,146 @@ def post(path, body):
 tokens = post("/tokenize", {"prompt": "The capital of France"})
 text = post("/detokenize", {"tokens": tokens["tokens"]})
 check(text["text"] == "The capital of France", f"/tokenize then /detokenize: {tokens['count']} tokens")
+
+# Log-probabilities: of the model's own distribution (log-softmax of its logits), per token.
+greedy = client.chat.completions.create(
+    model=model, messages=question, temperature=0, max_tokens=12, logprobs=True, top_logprobs=3
+)
+content = greedy.choices[0].logprobs.content
+check(
+    len(content) == greedy.usage.completion_tokens
+    and all(len(entry.top_logprobs) == 3 for entry in content),
+    f"chat logprobs: one entry per token, 3 alternatives each ({len(content)} tokens)",
+)
+check(
+    all(
+        entry.logprob == entry.top_logprobs[0].logprob
+        and [t.logprob for t in entry.top_logprobs] == sorted((t.logprob for t in entry.top_logprobs), reverse=True)
+        and sum(math.exp(t.logprob) for t in entry.top_logprobs) <= 1.0 + 1e-4
+        for entry in content
+    ),
+    "greedy tokens are their top alternative; alternatives sorted; probabilities sum to at most 1",
+)
+streamed_logprobs = [
+    entry
+    for chunk in client.chat.completions.create(
+        model=model, messages=question, temperature=0, max_tokens=12, logprobs=True,
+        top_logprobs=3, stream=True,
+    )
+    if chunk.choices and chunk.choices[0].logprobs
+    for entry in chunk.choices[0].logprobs.content
+]
+check(
+    [(e.token, e.logprob) for e in streamed_logprobs] == [(e.token, e.logprob) for e in content],
+    "streamed chat logprobs equal the whole answer's",
+)
+legacy = client.completions.create(
+    model=model, prompt="1, 2, 3, 4,", max_tokens=6, temperature=0, logprobs=2
+).choices[0]
+check(
+    "".join(legacy.logprobs.tokens) == legacy.text
+    and len(legacy.logprobs.token_logprobs) == len(legacy.logprobs.tokens)
+    and all(len(top) <= 2 for top in legacy.logprobs.top_logprobs),
+    f"completion logprobs (legacy shape): {legacy.logprobs.tokens}",
+)
+try:
+    client.chat.completions.create(model=model, messages=question, logprobs=True, top_logprobs=21)
+    check(False, "top_logprobs over 20 is refused")
+except openai.BadRequestError as error:
+    check("top_logprobs" in str(error), "top_logprobs over 20 is a 400 naming it")
+
+# Tool calls, produced by constrained decoding: they always parse and follow the tool's schema.
+weather = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 30},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+tools = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The current weather in a city",
+            "parameters": weather,
+        },
+    }
+]
+ask = [{"role": "user", "content": "What is the weather like in Paris today?"}]
+
+
+def run_tools(messages, stream, **options):
+    """The answer's (content, tool calls as (id, name, arguments), finish_reason)."""
+    request = dict(model=model, messages=messages, tools=tools, temperature=0, max_tokens=96, **options)
+    if not stream:
+        choice = client.chat.completions.create(**request).choices[0]
+        calls = [(c.id, c.function.name, c.function.arguments) for c in choice.message.tool_calls or []]
+        return choice.message.content, calls, choice.finish_reason
+    content, calls, finish = "", {}, None
+    for chunk in client.chat.completions.create(stream=True, **request):
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        for call in delta.tool_calls or []:
+            known = calls.setdefault(call.index, ["", "", ""])
+            known[0] += call.id or ""
+            known[1] += call.function.name or ""
+            known[2] += call.function.arguments or ""
+        finish = chunk.choices[0].finish_reason or finish
+    return content or None, [tuple(calls[i]) for i in sorted(calls)], finish
+
+
+for stream in (False, True):
+    how = "streamed" if stream else "whole"
+    content, calls, finish = run_tools(ask, stream, tool_choice="required")
+    check(
+        finish == "tool_calls" and len(calls) >= 1 and calls[0][1] == "get_weather",
+        f"tool_choice required ({how}): {calls}",
+    )
+    for _, _, arguments in calls:
+        jsonschema.validate(json.loads(arguments), weather)
+    check(True, f"every call's arguments validate against the tool's schema ({how})")
+    call_id, name, arguments = calls[0]
+    history = ask + [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": json.dumps({"sky": "sunny", "celsius": 24})},
+    ]
+    content, calls, finish = run_tools(history, stream, tool_choice="none")
+    check(
+        isinstance(content, str) and content and not calls and finish == "stop",
+        f"after the tool's result, the answer ({how}): {content!r}",
+    )
+
+content, calls, finish = run_tools(
+    ask, False, tool_choice={"type": "function", "function": {"name": "get_weather"}}
+)
+check(finish == "tool_calls" and [c[1] for c in calls] == ["get_weather"], f"a named tool_choice: {calls}")
+content, calls, finish = run_tools(ask, False, tool_choice="auto")
+for _, _, arguments in calls:
+    jsonschema.validate(json.loads(arguments), weather)
+check(
+    (finish == "tool_calls" and calls) or (finish == "stop" and content),
+    f"tool_choice auto answers or calls: {content!r} {calls}",
+)
+try:
+    run_tools(ask, False, tool_choice={"type": "function", "function": {"name": "send_mail"}})
+    check(False, "an unknown tool in tool_choice is refused")
+except openai.BadRequestError as error:
+    check("send_mail" in str(error), "an unknown tool in tool_choice is a 400 naming it")
+try:
+    client.chat.completions.create(
+        model=model, messages=ask, tools=[{"type": "function", "function": {"name": "bad name"}}]
+    )
+    check(False, "a malformed tool is refused")
+except openai.BadRequestError as error:
+    check("tools[0]" in str(error), "a malformed tool is a 400 naming it")
