@@ -48,7 +48,11 @@ impl PrefixCache {
     /// a row past the draft tokens the target rejected.
     ///
     /// - Fails with [`PoolError::BadLength`] when `length > table.len()`, changing nothing.
-    pub fn truncate(&mut self, table: &mut BlockTable, length: usize) -> std::result::Result<(), PoolError> {
+    pub fn truncate(
+        &mut self,
+        table: &mut BlockTable,
+        length: usize,
+    ) -> std::result::Result<(), PoolError> {
         if length > table.len() {
             return Err(PoolError::BadLength {
                 length: table.len(),
@@ -175,8 +179,10 @@ impl PagedScheduler<'_> {
             .collect()
     }
 
-    /// The widest draft, up to `widest`, for which the pool has every row's blocks (each row
-    /// runs `1 + W` tokens). 0 always fits: the rows' last tokens have their blocks already.
+    /// The widest draft, up to `widest`, for which the pool has every row's blocks and the
+    /// step's token budget every row's tokens (each row runs `1 + W`). 0 always fits: the rows'
+    /// last tokens have their blocks already, and drafts never take the budget below one token
+    /// per row.
     fn fitting_width(&self, rows: &[usize], widest: usize) -> usize {
         let blocks_needed = |width: usize| -> usize {
             rows.iter()
@@ -188,7 +194,10 @@ impl PagedScheduler<'_> {
         };
         (0..=widest)
             .rev()
-            .find(|&width| blocks_needed(width) <= self.cache.available())
+            .find(|&width| {
+                rows.len() * (1 + width) <= self.config.scheduler.token_budget
+                    && blocks_needed(width) <= self.cache.available()
+            })
             .unwrap_or(0)
     }
 

@@ -128,9 +128,10 @@ fn speculative(
     })
 }
 
-/// `prompts` decoding together through chapter 13's paged scheduler, greedy, EOS ignored, with
-/// `drafting` (none: one token per row per step). Timed from the step in which every request
-/// has its first token to the last: the batch's decode tokens/s.
+/// `prompts` decoding together through chapter 13's paged scheduler, greedy, with `drafting`
+/// (none: one token per row per step). As in the server, a request ends at its EOS (the
+/// scheduler cannot mask it), so rows leave at different steps. Timed from the step in which
+/// every request has its first token to the last: the batch's decode tokens/s.
 fn batched(
     model: &Model,
     drafting: Option<BatchDrafting>,
@@ -161,7 +162,7 @@ fn batched(
                 prompt: prompt.to_vec(),
                 max_new_tokens: count,
                 sampling: SamplingParams::default(),
-                stop_token_ids: Vec::new(),
+                stop_token_ids: model.config().eos_token_ids.clone(),
                 constraint: None,
                 logprobs: None,
             },
