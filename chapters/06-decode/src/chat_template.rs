@@ -87,17 +87,28 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         args: &BTreeMap<String, Value>,
     ) -> Result<String, DecodeError> {
+        let messages: Vec<Value> = messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+            .collect();
+        self.render_json(&messages, add_generation_prompt, args)
+    }
+
+    /// [`ChatTemplate::render`] with messages as OpenAI's JSON: an assistant's `tool_calls`, a
+    /// `tool` message's `tool_call_id`, whatever the template reads (`args` carries `tools`).
+    pub fn render_json(
+        &self,
+        messages: &[Value],
+        add_generation_prompt: bool,
+        args: &BTreeMap<String, Value>,
+    ) -> Result<String, DecodeError> {
         let template_error = |error: Error| DecodeError::Template(error.to_string());
         let environment = chat_environment();
         let template = environment
             .template_from_str(&self.template)
             .map_err(template_error)?;
-        let messages: Vec<minijinja::Value> = messages
-            .iter()
-            .map(|m| minijinja::context! { role => m.role, content => m.content })
-            .collect();
         let base = minijinja::context! {
-            messages => messages,
+            messages => minijinja::Value::from_serialize(messages),
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token,
             eos_token => self.eos_token,
@@ -105,6 +116,12 @@ impl ChatTemplate {
         // As in transformers, the keyword arguments come last and win.
         let context = minijinja::context! { ..minijinja::Value::from_serialize(args), ..base };
         template.render(context).map_err(template_error)
+    }
+
+    /// Whether the template lists `tools` and writes calls in Hermes' syntax,
+    /// `<tool_call>{"name": ..., "arguments": ...}</tool_call>` (Qwen2.5, Qwen3, Hermes).
+    pub fn writes_hermes_tool_calls(&self) -> bool {
+        self.template.contains("tools") && self.template.contains("<tool_call>")
     }
 }
 

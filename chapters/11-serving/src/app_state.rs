@@ -3,12 +3,12 @@
 //! Given: your handlers in `src/server.rs` use them.
 
 use crate::{
-    plain_messages, ApiError, ChatMessage, Chunk, EngineHandle, GenerateParams, JsonSchemaFormat,
-    RequestStream, ResponseFormat, Timings, TokenLogprob, ToolPlan, Usage,
+    plain_messages, template_messages, ApiError, ChatMessage, Chunk, EngineHandle, GenerateParams,
+    JsonSchemaFormat, RequestStream, ResponseFormat, Timings, TokenLogprob, ToolPlan, Usage,
 };
 use axum::http::StatusCode;
 use continuous_batching::{FinishReason, SharedConstraint};
-use decode::{ContextPlan, Message, Tokenizer};
+use decode::{ChatTemplate, ContextPlan, Message, Tokenizer};
 use futures_util::stream::{self, Stream};
 use std::{
     sync::Arc,
@@ -25,6 +25,10 @@ pub struct AppState {
     /// Compiles `response_format`s (week 3, chapter 15's grammars); `None`: the server answers
     /// 400 to any format but text.
     pub formats: Option<FormatCompiler>,
+    /// The model's chat template, rendered directly for chats with tools when it has its own
+    /// tool-call syntax ([`ChatTemplate::writes_hermes_tool_calls`]); otherwise, or `None`, the
+    /// tools go through the tokenizer's template as [`plain_messages`] writes them.
+    pub chat_template: Option<Arc<ChatTemplate>>,
 }
 
 /// A `response_format` as a constraint on the request's tokens, or why it cannot be one (a
@@ -88,6 +92,14 @@ impl AppState {
         self.compile(&format, "`tools` (a tool's `parameters` schema)")
     }
 
+    /// The constraint of a Lark grammar the server wrote for a chat's tools.
+    pub fn tool_grammar(&self, grammar: String) -> Result<SharedConstraint, ApiError> {
+        self.compile(
+            &ResponseFormat::Lark(grammar),
+            "`tools` (a tool's `parameters` schema)",
+        )
+    }
+
     fn compile(&self, format: &ResponseFormat, field: &str) -> Result<SharedConstraint, ApiError> {
         let Some(compile) = &self.formats else {
             return Err(ApiError::invalid(format!(
@@ -116,28 +128,7 @@ impl AppState {
         messages: &[ChatMessage],
         plan: Option<&ToolPlan>,
     ) -> Result<Vec<u32>, ApiError> {
-        if messages.is_empty() {
-            return Err(ApiError::invalid("`messages` is empty"));
-        }
-        if let Some((index, message)) = messages
-            .iter()
-            .enumerate()
-            .find(|(_, message)| !CHAT_ROLES.contains(&message.role.as_str()))
-        {
-            return Err(ApiError::invalid(format!(
-                "messages[{index}] has the role {:?}; this server supports {}",
-                message.role,
-                CHAT_ROLES.join(", ")
-            )));
-        }
-        if let Some(index) = messages
-            .iter()
-            .position(|message| message.role == "tool" && message.tool_call_id.is_none())
-        {
-            return Err(ApiError::invalid(format!(
-                "messages[{index}] has the role \"tool\" without `tool_call_id`: give the id of the call it answers"
-            )));
-        }
+        check_messages(messages)?;
         let messages: Vec<Message> = plain_messages(messages, plan)
             .iter()
             .map(|message| Message::new(&message.role, &message.content))
@@ -145,6 +136,24 @@ impl AppState {
         let text = self
             .tokenizer
             .apply_chat_template(&messages, true)
+            .map_err(|error| {
+                ApiError::invalid(format!("cannot apply the chat template: {error}"))
+            })?;
+        self.encode(&text)
+    }
+
+    /// The chat through `template` itself, with the plan's tools as its `tools` argument and
+    /// the history's calls and results in OpenAI's JSON ([`template_messages`]).
+    pub(crate) fn encode_with_template(
+        &self,
+        template: &ChatTemplate,
+        messages: &[ChatMessage],
+        plan: Option<&ToolPlan>,
+    ) -> Result<Vec<u32>, ApiError> {
+        check_messages(messages)?;
+        let args = plan.map(ToolPlan::template_args).unwrap_or_default();
+        let text = template
+            .render_json(&template_messages(messages), true, &args)
             .map_err(|error| {
                 ApiError::invalid(format!("cannot apply the chat template: {error}"))
             })?;
@@ -196,6 +205,33 @@ impl AppState {
             first => Ok((stream, first)),
         }
     }
+}
+
+/// A 400 for an empty chat, an unknown role, or a tool result without the id of its call.
+fn check_messages(messages: &[ChatMessage]) -> Result<(), ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::invalid("`messages` is empty"));
+    }
+    if let Some((index, message)) = messages
+        .iter()
+        .enumerate()
+        .find(|(_, message)| !CHAT_ROLES.contains(&message.role.as_str()))
+    {
+        return Err(ApiError::invalid(format!(
+            "messages[{index}] has the role {:?}; this server supports {}",
+            message.role,
+            CHAT_ROLES.join(", ")
+        )));
+    }
+    if let Some(index) = messages
+        .iter()
+        .position(|message| message.role == "tool" && message.tool_call_id.is_none())
+    {
+        return Err(ApiError::invalid(format!(
+                "messages[{index}] has the role \"tool\" without `tool_call_id`: give the id of the call it answers"
+            )));
+    }
+    Ok(())
 }
 
 /// The roles the chat template knows.

@@ -50,7 +50,7 @@ mod tools;
 pub use {
     app_state::*,
     continuous_batching::{FinishReason, Model, SamplingParams, SchedulerConfig},
-    decode::{ContextPolicy, Tokenizer},
+    decode::{ChatTemplate, ContextPolicy, Tokenizer},
     engine_thread::*,
     errors::*,
     guard::*,

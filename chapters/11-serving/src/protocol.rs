@@ -123,7 +123,13 @@ impl SamplingFields {
 pub enum ResponseFormat {
     Text,
     JsonObject,
-    JsonSchema { json_schema: JsonSchemaFormat },
+    JsonSchema {
+        json_schema: JsonSchemaFormat,
+    },
+    /// A Lark grammar (llguidance's dialect): the server's own, for tool calls in a template's
+    /// syntax; clients cannot send it.
+    #[serde(skip_deserializing)]
+    Lark(String),
 }
 
 /// The `json_schema` of a `response_format`. `strict` is accepted: the output always follows the

@@ -6,8 +6,8 @@ use crate::{
     app_state::{chunks, finish_reason, now, only_one_choice, Collected},
     native_api::{generate, generate_stream},
     server::{collect, completions, openai_stream, sse},
-    tool_plan, ApiError, AppState, ChatCompletionRequest, DetokenizeRequest, GenerateParams,
-    LogprobsFormat, ResponseFormat, TokenizeRequest, ToolAnswer, ToolPlan,
+    tool_plan, ApiError, AppState, ChatCompletionRequest, ChatMessage, DetokenizeRequest,
+    GenerateParams, LogprobsFormat, ResponseFormat, TokenizeRequest, ToolAnswer, ToolPlan,
 };
 use axum::{
     extract::{rejection::JsonRejection, MatchedPath, Request, State},
@@ -109,17 +109,31 @@ async fn chat_completions(
         request.parallel_tool_calls,
     )
     .map_err(ApiError::invalid)?;
+    // A template with its own tool syntax renders the tools and the history's calls itself.
+    let native = state
+        .chat_template
+        .as_deref()
+        .filter(|template| template.writes_hermes_tool_calls())
+        .filter(|_| plan.is_some() || request.messages.iter().any(is_about_tools));
     let constraint = match &plan {
         Some(_) if !matches!(request.response_format, None | Some(ResponseFormat::Text)) => {
             return Err(ApiError::invalid(
                 "`response_format` and `tools` both constrain the answer: give one of them (or `tool_choice: \"none\"`)",
             ))
         }
+        Some(plan) if native.is_some() => plan
+            .hermes_grammar()
+            .map(|grammar| state.tool_grammar(grammar))
+            .transpose()?,
         Some(plan) => Some(state.tool_constraint(plan)?),
         None => state.constraint(&request.response_format)?,
     };
+    let prompt_tokens = match native {
+        Some(template) => state.encode_with_template(template, &request.messages, plan.as_ref())?,
+        None => state.encode_chat_with_tools(&request.messages, plan.as_ref())?,
+    };
     let params = GenerateParams {
-        prompt_tokens: state.encode_chat_with_tools(&request.messages, plan.as_ref())?,
+        prompt_tokens,
         max_new_tokens: request
             .max_completion_tokens
             .or(request.max_tokens)
@@ -140,7 +154,7 @@ async fn chat_completions(
     if let Some(plan) = plan {
         let request_id = stream.id;
         let done = collect(stream, first).await?;
-        let answer = tool_answer(&plan, done, request_id, request.logprobs);
+        let answer = tool_answer(&plan, done, request_id, request.logprobs, native.is_some());
         if !request.stream {
             let mut body = answer.whole(base);
             body["object"] = json!("chat.completion");
@@ -176,6 +190,11 @@ async fn chat_completions(
     Ok(Json(body).into_response())
 }
 
+/// A message that calls tools or answers a call.
+fn is_about_tools(message: &ChatMessage) -> bool {
+    message.role == "tool" || message.tool_calls.is_some()
+}
+
 /// A whole answer under tools: its message (text, or `tool_calls` with `content: null`), the
 /// finish reason (`tool_calls` when it called), its logprobs and usage.
 struct ToolAnswerParts {
@@ -191,12 +210,17 @@ fn tool_answer(
     done: Collected,
     request_id: u64,
     logprobs: bool,
+    hermes: bool,
 ) -> ToolAnswerParts {
     let logprobs = match logprobs {
         true => LogprobsFormat::Chat.render(&done.logprobs, 0),
         false => Value::Null,
     };
-    let (message, finish_reason) = match plan.parse(&done.text, request_id) {
+    let answer = match hermes {
+        true => plan.parse_hermes(&done.text, request_id),
+        false => plan.parse(&done.text, request_id),
+    };
+    let (message, finish_reason) = match answer {
         ToolAnswer::Calls(calls) => (
             json!({"role": "assistant", "content": null, "tool_calls": calls}),
             "tool_calls",

@@ -308,3 +308,88 @@ pub fn plain_messages(messages: &[ChatMessage], plan: Option<&ToolPlan>) -> Vec<
     }
     plain
 }
+
+/// The chat as OpenAI's JSON, for a template with its own tool syntax: an assistant's call
+/// arguments as objects (templates such as Qwen's write them with `tojson`).
+pub fn template_messages(messages: &[ChatMessage]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|message| {
+            let mut value = serde_json::to_value(message).unwrap_or(Value::Null);
+            if let Some(calls) = value["tool_calls"].as_array_mut() {
+                for call in calls {
+                    let arguments = &mut call["function"]["arguments"];
+                    if let Some(parsed) = arguments
+                        .as_str()
+                        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+                    {
+                        *arguments = parsed;
+                    }
+                }
+            }
+            value
+        })
+        .collect()
+}
+
+impl ToolPlan {
+    /// The template's keyword arguments: `tools`.
+    pub fn template_args(&self) -> std::collections::BTreeMap<String, Value> {
+        std::collections::BTreeMap::from([("tools".to_string(), json!(self.tools))])
+    }
+
+    /// In Hermes' syntax, the Lark grammar (llguidance's dialect) of an answer that must call:
+    /// `<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>`, once or more, the JSON under
+    /// the callable tools' schemas. `None` under `auto`: the answer is generated freely and its
+    /// calls parsed afterwards, as vLLM does ([`ToolPlan::parse_hermes`]).
+    pub fn hermes_grammar(&self) -> Option<String> {
+        if !self.must_call {
+            return None;
+        }
+        let calls = &self.answer_schema()["properties"]["tool_calls"]["items"];
+        let repeat = if self.parallel {
+            " (\"\\n\" call)*"
+        } else {
+            ""
+        };
+        Some(format!(
+            "start: call{repeat}\ncall: \"<tool_call>\\n\" body \"\\n</tool_call>\"\nbody: %json {calls}\n"
+        ))
+    }
+
+    /// The calls of an answer in Hermes' syntax. Under `auto` nothing constrained them: a call
+    /// whose JSON does not parse, names no callable tool or whose arguments break the tool's
+    /// schema leaves the whole answer as text.
+    pub fn parse_hermes(&self, text: &str, request_id: u64) -> ToolAnswer {
+        let mut calls = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("<tool_call>") {
+            let after = &rest[start + "<tool_call>".len()..];
+            let Some(end) = after.find("</tool_call>") else {
+                return ToolAnswer::Text(text.to_string());
+            };
+            let Ok(call) = serde_json::from_str::<Value>(after[..end].trim()) else {
+                return ToolAnswer::Text(text.to_string());
+            };
+            calls.push(call);
+            rest = &after[end + "</tool_call>".len()..];
+        }
+        let valid = |call: &Value| {
+            self.callable.iter().any(|tool| {
+                let parameters = tool
+                    .function
+                    .parameters
+                    .clone()
+                    .unwrap_or_else(|| json!({"type": "object"}));
+                call["name"] == tool.function.name
+                    && jsonschema::validator_for(&parameters)
+                        .is_ok_and(|schema| schema.is_valid(&call["arguments"]))
+            })
+        };
+        if calls.is_empty() || !calls.iter().all(valid) {
+            return ToolAnswer::Text(text.to_string());
+        }
+        let answer = json!({ "tool_calls": calls }).to_string();
+        self.parse(&answer, request_id)
+    }
+}

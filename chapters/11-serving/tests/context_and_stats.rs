@@ -40,6 +40,7 @@ fn server(max_seq_len: usize, context_policy: ContextPolicy) -> Router {
         tokenizer: Arc::new(tokenizer()),
         model_name: MODEL.into(),
         formats: None,
+        chat_template: None,
     })
 }
 

@@ -8,7 +8,7 @@ use crate::{
 use anyhow::{anyhow, bail, Context, Result};
 use constrained_decoding::{Constraint, Format, Grammar};
 use continuous_batching::{Batcher, Scheduler, SchedulerConfig};
-use decode::{ContextPolicy, Tokenizer};
+use decode::{ChatTemplate, ContextPolicy, Tokenizer};
 use mlx_rs::error::Exception;
 use paged_kv_cache::blocks_for;
 use prefix_cache::{PagedConfig, PagedScheduler};
@@ -226,6 +226,7 @@ pub fn serve(args: ServeArgs) -> Result<()> {
         tokenizer: Arc::new(tokenizer),
         model_name: model_name.clone(),
         formats: Some(response_formats(&dir)?),
+        chat_template: ChatTemplate::load(&dir).ok().map(Arc::new),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
@@ -288,6 +289,7 @@ fn response_formats(dir: &Path) -> Result<FormatCompiler> {
         let format = match format {
             ResponseFormat::Text => return Err("free text needs no constraint".into()),
             ResponseFormat::JsonObject => Format::JsonObject,
+            ResponseFormat::Lark(grammar) => Format::Lark(grammar.clone()),
             ResponseFormat::JsonSchema { json_schema } => Format::JsonSchema(
                 json_schema
                     .schema

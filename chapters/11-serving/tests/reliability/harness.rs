@@ -52,6 +52,7 @@ pub fn start_with(limits: EngineLimits, options: &ServerOptions) -> TestServer {
             tokenizer: Arc::new(tokenizer()),
             model_name: MODEL.into(),
             formats: None,
+            chat_template: None,
         }),
         options,
     );

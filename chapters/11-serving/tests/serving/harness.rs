@@ -10,7 +10,7 @@ use axum::{
 use http_body_util::BodyExt;
 use serde_json::Value;
 use serving::{
-    router, AppState, Chunk, ContextPolicy, EngineHandle, EngineLimits, FinishReason,
+    router, AppState, ChatTemplate, Chunk, ContextPolicy, EngineHandle, EngineLimits, FinishReason,
     FormatCompiler, GenerateParams, Model, RequestStream, SamplingParams, SchedulerConfig, Timings,
     Tokenizer, Usage,
 };
@@ -68,6 +68,15 @@ pub fn start(limits: EngineLimits) -> TestServer {
 
 /// [`start`] with a compiler of `response_format`s and tools' answers.
 pub fn start_with_formats(limits: EngineLimits, formats: Option<FormatCompiler>) -> TestServer {
+    start_with_template(limits, formats, None)
+}
+
+/// [`start_with_formats`] with a chat template rendered directly for chats with tools.
+pub fn start_with_template(
+    limits: EngineLimits,
+    formats: Option<FormatCompiler>,
+    chat_template: Option<ChatTemplate>,
+) -> TestServer {
     let dir = model_dir();
     let engine = EngineHandle::start(move || Model::load(&dir), load_tokenizer(), limits)
         .unwrap_or_else(|error| panic!("EngineHandle::start on {MODEL}: {error}"));
@@ -77,6 +86,7 @@ pub fn start_with_formats(limits: EngineLimits, formats: Option<FormatCompiler>)
         tokenizer: Arc::clone(&tokenizer),
         model_name: MODEL.into(),
         formats,
+        chat_template: chat_template.map(Arc::new),
     });
     TestServer {
         engine,

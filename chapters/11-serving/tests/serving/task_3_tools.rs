@@ -2,10 +2,11 @@
 //! tools allow; here a scripted constraint stands in for chapter 15's grammars (which chapter 11
 //! comes before): it records the schema and makes the model write a given answer, token by
 //! token. The schema is checked against answers with the `jsonschema` crate, and the calls the
-//! server returns against each tool's `parameters`. (The e2e test runs the real grammars.)
+//! server returns against each tool's `parameters`; a template with its own tool syntax
+//! (Qwen3's) gets a grammar in that syntax. (The e2e test runs the real grammars.)
 
 use crate::{
-    harness::{roomy, start_with_formats, TestServer},
+    harness::{roomy, start_with_formats, start_with_template, TestServer},
     task_4_openai_stream::openai_events,
 };
 use axum::http::StatusCode;
@@ -13,7 +14,9 @@ use continuous_batching::{SharedConstraint, TokenConstraint};
 use mlx_rs::Array;
 use rstest::rstest;
 use serde_json::{json, Value};
-use serving::{FormatCompiler, ResponseFormat};
+use serving::{
+    tool_plan, ChatTemplate, FormatCompiler, ResponseFormat, Tool, ToolAnswer, ToolChoice, ToolPlan,
+};
 use std::sync::{Arc, Mutex};
 
 /// llama-tiny's EOS.
@@ -294,4 +297,115 @@ async fn task_3_generate_takes_a_response_format() {
         .filter_map(|value| value["text"].as_str().map(str::to_string))
         .collect();
     assert_eq!(streamed, answer, "{text}");
+}
+
+/// Qwen3's template (transformers' own file), which lists `tools` and writes calls in Hermes'
+/// `<tool_call>` syntax.
+fn qwen3_template() -> ChatTemplate {
+    let path = test_support::fixture_path("chat-templates/qwen3.jinja");
+    let template = std::fs::read_to_string(&path)
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    ChatTemplate::new(template, None, None)
+}
+
+fn plan(tool_choice: Value) -> ToolPlan {
+    let tools: Vec<Tool> = serde_json::from_value(weather_tools()).expect("tools");
+    let choice: ToolChoice = serde_json::from_value(tool_choice).expect("tool_choice");
+    tool_plan(&Some(tools), &Some(choice), None)
+        .expect("a valid plan")
+        .expect("tools to call")
+}
+
+/// Through a template with its own tool syntax, the tools, the history's call (arguments as an
+/// object) and the tool's result are written as Qwen3's template writes them. Given code only:
+/// it runs with the solutions.
+#[cfg(feature = "solution")]
+#[test]
+fn task_3_a_template_with_tool_syntax_renders_tools_calls_and_results() {
+    use serving::{template_messages, ChatMessage};
+    let template = qwen3_template();
+    assert!(template.writes_hermes_tool_calls());
+    let messages: Vec<ChatMessage> = serde_json::from_value(json!([
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "call_7", "type": "function",
+            "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_7", "content": "sunny, 24 C"},
+    ]))
+    .expect("messages");
+    let plan = plan(json!("auto"));
+    let text = template
+        .render_json(&template_messages(&messages), true, &plan.template_args())
+        .expect("Qwen3's template renders");
+    let tool = serde_json::to_string(&weather_tools()[0]).expect("JSON");
+    for expected in [
+        "<tools>\n",
+        tool.as_str(),
+        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Paris\"}}\n</tool_call>",
+        "<tool_response>\nsunny, 24 C\n</tool_response>",
+        "<|im_start|>assistant\n",
+    ] {
+        assert!(text.contains(expected), "{expected:?} is not in {text:?}");
+    }
+}
+
+/// Calls in Hermes' syntax: a required call is constrained by a grammar holding the tools'
+/// schemas and parsed into `tool_calls`; under `auto` a call written freely is kept only when it
+/// names a tool and its arguments follow the tool's schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn task_3_tool_calls_in_a_templates_own_syntax() {
+    let answer = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+    let grammars = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&grammars);
+    let script = Arc::new(Mutex::new(Vec::new()));
+    let tokens = Arc::clone(&script);
+    let formats: FormatCompiler = Arc::new(move |format: &ResponseFormat| {
+        let ResponseFormat::Lark(grammar) = format else {
+            return Err(format!("expected the tools' grammar, got {format:?}"));
+        };
+        seen.lock().unwrap().push(grammar.clone());
+        Ok(SharedConstraint::new(Scripted {
+            script: tokens.lock().unwrap().clone(),
+            next: 0,
+        }))
+    });
+    let server = start_with_template(roomy(), Some(formats), Some(qwen3_template()));
+    *script.lock().unwrap() = server.encode(answer);
+    let tools = weather_tools();
+    let request = json!({"messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": tools, "tool_choice": "required", "max_tokens": 200});
+    let whole = server.post_ok("/v1/chat/completions", &request).await;
+    let choice = &whole["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{whole}");
+    assert_eq!(
+        check_calls(&choice["message"], &tools, "Hermes"),
+        ["get_weather"]
+    );
+    let grammar = grammars.lock().unwrap()[0].clone();
+    let parameters = serde_json::to_string(&tools[0]["function"]["parameters"]).expect("JSON");
+    assert!(
+        grammar.contains("\"<tool_call>\\n\"") && grammar.contains(&parameters),
+        "the grammar opens a call and holds the tool's schema: {grammar}"
+    );
+
+    let auto = plan(json!("auto"));
+    let call = |arguments: &str| {
+        format!(
+            "<tool_call>\n{{\"name\": \"get_weather\", \"arguments\": {arguments}}}\n</tool_call>"
+        )
+    };
+    assert!(
+        matches!(auto.parse_hermes(&call(r#"{"city": "Paris"}"#), 1), ToolAnswer::Calls(calls) if calls.len() == 1)
+    );
+    for text in [
+        call(r#"{"unit": "celsius"}"#),
+        call(r#"{"city": "Paris""#),
+        call(r#"{"city": "Paris"}"#).replace("get_weather", "send_mail"),
+        "It is sunny.".to_string(),
+    ] {
+        assert_eq!(
+            auto.parse_hermes(&text, 1),
+            ToolAnswer::Text(text.clone()),
+            "{text}"
+        );
+    }
 }
