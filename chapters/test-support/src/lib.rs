@@ -32,3 +32,12 @@ pub fn token_ids(array: &Array) -> Vec<u32> {
         .map(|&id| id as u32)
         .collect()
 }
+
+/// `log_softmax(logits)` in f64, the max subtracted first: an independent reference for the
+/// log-probabilities the engine computes with MLX.
+pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let log_sum = max + sum.ln();
+    logits.iter().map(|&l| l as f64 - log_sum).collect()
+}

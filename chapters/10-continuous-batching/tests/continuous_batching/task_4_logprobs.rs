@@ -6,19 +6,11 @@ use continuous_batching::{Event, Model, SamplingParams, TokenLogprobs};
 use mlx_rs::{ops::indexing::IndexOp, Array};
 use rstest::rstest;
 use std::collections::BTreeMap;
-use test_support::expect_ok as ok;
+use test_support::{expect_ok as ok, log_softmax};
 
 /// Log-probabilities of a model's output distribution within this of an independent f64
 /// log-softmax of the logits (the batch's forward and a lone one differ by float rounding).
 const TOLERANCE: f64 = 1e-4;
-
-/// `log_softmax(logits)` in f64 with the max subtracted first, independently of MLX.
-fn log_softmax(logits: &[f32]) -> Vec<f64> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
-    let log_sum = max + sum.ln();
-    logits.iter().map(|&l| l as f64 - log_sum).collect()
-}
 
 /// The last position's logits of `tokens` run alone through the model, from an empty cache.
 fn last_logits(model: &Model, tokens: &[u32]) -> Vec<f32> {

@@ -8,7 +8,7 @@ use crate::{
 use axum::http::StatusCode;
 use rstest::rstest;
 use serde_json::{json, Value};
-use test_support::load_fixture;
+use test_support::{load_fixture, log_softmax};
 
 /// The server's float32 log-probabilities within this of an f64 log-softmax of transformers'.
 const TOLERANCE: f64 = 1e-4;
@@ -19,15 +19,7 @@ fn transformers_logprobs(sequence: usize) -> Vec<f64> {
     let logits = &tensors[&format!("seq{sequence}.logits")];
     let vocab = *logits.shape().last().expect("[L, V]") as usize;
     let all = logits.as_slice::<f32>();
-    let last = &all[all.len() - vocab..];
-    let max = last.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let log_sum = max
-        + last
-            .iter()
-            .map(|&l| (l as f64 - max).exp())
-            .sum::<f64>()
-            .ln();
-    last.iter().map(|&l| l as f64 - log_sum).collect()
+    log_softmax(&all[all.len() - vocab..])
 }
 
 /// Whether the tokens' texts join into `text`. A token holding part of a character shows as

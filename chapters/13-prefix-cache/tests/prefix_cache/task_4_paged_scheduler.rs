@@ -1,9 +1,11 @@
 //! Task 4: the paged scheduler: admission by free blocks, prefix sharing, preemption.
 
 use crate::harness::{alone, drive, load_model, paged_config, request, tokens, BLOCK};
-use prefix_cache::{FinishReason, PagedScheduler};
+use continuous_batching::TokenLogprobs;
+use mlx_rs::{ops::indexing::IndexOp, Array};
+use prefix_cache::{Event, FinishReason, PagedScheduler};
 use rstest::rstest;
-use test_support::{expect_ok as ok, fixture_path, load_fixture, token_ids as ids};
+use test_support::{expect_ok as ok, fixture_path, load_fixture, log_softmax, token_ids as ids};
 
 const TINY: [&str; 3] = ["llama-tiny", "qwen2-tiny", "qwen3-tiny"];
 
@@ -215,4 +217,78 @@ fn task_4_a_request_for_no_tokens_finishes_at_once_and_cancel_frees_blocks() {
         "its blocks are free or evictable"
     );
     assert!(scheduler.is_idle());
+}
+
+/// Requests that ask for log-probabilities get those of the raw logits with every token, in
+/// decode steps and in the prefill that reads a shared prefix from the cache: each equals an
+/// f64 log-softmax of a lone forward of the prompt and the tokens before it; the alternatives
+/// are the likeliest, most likely first. A request that asks for none gets none.
+#[rstest]
+fn task_4_logprobs_come_from_the_raw_logits(
+    #[values("llama-tiny", "qwen3-tiny")] model_name: &str,
+) {
+    let model = load_model(&fixture_path(model_name));
+    let prompts = prompts_with_a_shared_prefix(model_name);
+    let mut scheduler = ok(
+        PagedScheduler::new(&model, paged_config(32, true)),
+        "PagedScheduler::new",
+    );
+    let asked = [Some(3), Some(0), None];
+    let arrivals = asked
+        .iter()
+        .enumerate()
+        .map(|(id, &top)| {
+            let mut request = request(id as u64, &prompts[id], 6);
+            request.logprobs = top;
+            (id, request)
+        })
+        .collect();
+    let mut received: Vec<(u64, u32, Option<TokenLogprobs>)> = Vec::new();
+    drive(&mut scheduler, arrivals, |_, events| {
+        for event in events {
+            if let Event::Token {
+                id,
+                token,
+                logprobs,
+            } = event
+            {
+                received.push((*id, *token, logprobs.clone()));
+            }
+        }
+    });
+    let mut sequences = prompts.clone();
+    for (id, token, logprobs) in received {
+        let sequence = &mut sequences[id as usize];
+        let what = format!(
+            "{model_name}: request {id}, token {token} after {} tokens",
+            sequence.len()
+        );
+        match (asked[id as usize], logprobs) {
+            (None, None) => {}
+            (Some(top), Some(got)) => {
+                let input = Array::from_slice(sequence, &[1, sequence.len() as i32]);
+                let logits = ok(
+                    model.forward(&input, &mut model.new_cache()),
+                    "Model::forward",
+                );
+                let expected = log_softmax(logits.index((0, -1)).as_slice::<f32>());
+                let close = |got: f32, want: f64| (got as f64 - want).abs() <= 1e-4;
+                assert!(
+                    close(got.logprob, expected[token as usize]),
+                    "{what}: {got:?}"
+                );
+                let mut ranked = expected.clone();
+                ranked.sort_by(|a, b| b.total_cmp(a));
+                assert_eq!(got.top.len(), top, "{what}: {got:?}");
+                for (rank, &(alternative, logprob)) in got.top.iter().enumerate() {
+                    assert!(
+                        close(logprob, expected[alternative as usize]) && close(logprob, ranked[rank]),
+                        "{what}: alternative {rank} ({alternative}, {logprob}) is not the {rank}-th likeliest"
+                    );
+                }
+            }
+            (asked, got) => panic!("{what}: asked for {asked:?}, got {got:?}"),
+        }
+        sequence.push(token);
+    }
 }
