@@ -236,12 +236,14 @@ pub fn serve(args: ServeArgs) -> Result<()> {
             .with_context(|| {
                 format!("cannot listen on {address} (is another server using the port? try --port)")
             })?;
+        // Before the address is out: a SIGTERM from then on shuts down gracefully.
+        let shutdown = shutdown_signal();
         // With --port 0 the system picks the port: say which (the load test reads this line).
         let address = listener.local_addr().unwrap_or(address);
         let auth = if options.api_key.is_some() { "API key required" } else { "no API key" };
         eprintln!("serving {model_name} on http://{address} (OpenAI API under /v1; {auth}; Ctrl-C stops)");
         let app = protect(router(state), &options);
-        let ended = serve_http(listener, app, &options, shutdown_signal())
+        let ended = serve_http(listener, app, &options, shutdown)
             .await
             .context("the server failed")?;
         match ended {

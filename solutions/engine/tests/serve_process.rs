@@ -74,18 +74,36 @@ fn start(mut command: Command) -> Running {
 
 /// GET `path` (with a bearer `key`) and the answer's status line.
 fn get(address: &str, path: &str, key: Option<&str>) -> String {
-    let mut stream = TcpStream::connect(address).expect("connect to the server");
     let authorization = key.map_or(String::new(), |key| {
         format!("Authorization: Bearer {key}\r\n")
     });
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Connection: close\r\n\r\n"
+    let answer = exchange(
+        address,
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\n{authorization}Connection: close\r\n\r\n"
+        ),
+    );
+    answer.lines().next().unwrap_or_default().to_string()
+}
+
+/// POST `body` (JSON) to `path`, and the whole answer.
+fn post(address: &str, path: &str, body: &str) -> String {
+    exchange(
+        address,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
     )
-    .expect("send");
+}
+
+/// Sends `request` on a new connection and reads the answer to its end.
+fn exchange(address: &str, request: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connect to the server");
+    stream.write_all(request.as_bytes()).expect("send");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read the answer");
-    answer.lines().next().unwrap_or_default().to_string()
+    answer
 }
 
 impl Running {
@@ -162,4 +180,66 @@ fn a_public_address_without_a_key_is_refused_in_one_line() {
     for name in ["0.0.0.0", "--api-key", "--insecure-no-auth"] {
         assert!(said.contains(name), "the refusal names {name}: {said}");
     }
+}
+
+#[test]
+fn speculation_on_the_dense_cache_is_refused_in_one_line() {
+    let output = serve_command(&["--speculative", "ngram", "--kv-cache", "dense"])
+        .output()
+        .expect("run tiny-llm serve");
+    assert!(!output.status.success(), "it must not start");
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(said.trim().lines().count(), 1, "one line: {said}");
+    assert!(
+        said.contains("--kv-cache paged"),
+        "the refusal names the fix: {said}"
+    );
+}
+
+/// The model drafting for itself: every greedy draft is accepted, and /metrics says so.
+#[test]
+fn a_speculative_server_reports_its_acceptance_in_metrics() {
+    let model = fixture_model();
+    let draft = model.to_string_lossy().into_owned();
+    let server = start(serve_command(&[
+        "--draft-model",
+        &draft,
+        "--num-draft-tokens",
+        "3",
+    ]));
+    let answer = post(
+        &server.address,
+        "/v1/completions",
+        r#"{"model": "llama-tiny", "prompt": "Hello there", "max_tokens": 12, "temperature": 0}"#,
+    );
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let value = |metrics: &str, name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+    };
+    // The engine thread updates /metrics after the step that finished the request: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let metrics = exchange(
+            &server.address,
+            "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        );
+        let drafted = value(&metrics, "tiny_llm_speculative_draft_tokens_total ");
+        if drafted.is_some_and(|drafted| drafted > 0.0) || Instant::now() > deadline {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        value(&metrics, "tiny_llm_speculative_draft_tokens_total ").is_some_and(|d| d > 0.0),
+        "no draft token counted within 10 s:\n{metrics}"
+    );
+    assert_eq!(
+        value(&metrics, "tiny_llm_speculative_acceptance_rate "),
+        Some(1.0),
+        "a greedy model drafting for itself is always right:\n{metrics}"
+    );
+    let (status, said) = server.terminate();
+    assert!(status.success(), "{status}: {said}");
 }
