@@ -21,6 +21,8 @@ struct Job {
     joins_before_step: usize,
     sampling: SamplingParams,
     constrained: bool,
+    /// Asks for its tokens' log-probabilities (and one alternative).
+    logprobs: bool,
 }
 
 impl Job {
@@ -31,6 +33,7 @@ impl Job {
             joins_before_step,
             sampling: SamplingParams::default(),
             constrained: false,
+            logprobs: false,
         }
     }
 }
@@ -65,6 +68,8 @@ enum Drafting {
 /// counts, how many requests were preempted and how many prompt tokens the prefix cache held.
 struct Batched {
     tokens: Vec<Vec<u32>>,
+    /// How many of each job's `Token` events carried log-probabilities.
+    with_logprobs: Vec<usize>,
     drafted: usize,
     accepted: usize,
     preemptions: usize,
@@ -111,6 +116,7 @@ fn run_paged(
         scheduler = scheduler.with_speculator(Box::new(speculator));
     }
     let mut tokens = vec![Vec::new(); jobs.len()];
+    let mut with_logprobs = vec![0; jobs.len()];
     let mut step = 0;
     loop {
         for (id, job) in jobs.iter().enumerate() {
@@ -122,7 +128,7 @@ fn run_paged(
                     sampling: job.sampling,
                     stop_token_ids: target.config().eos_token_ids.clone(),
                     constraint: job.constrained.then(|| SharedConstraint::new(AllowAll)),
-                    logprobs: None,
+                    logprobs: job.logprobs.then_some(1),
                 };
                 ok(Batcher::add(&mut scheduler, request), "add");
             }
@@ -132,8 +138,14 @@ fn run_paged(
             break;
         }
         for event in ok(Batcher::step(&mut scheduler), "step") {
-            if let Event::Token { id, token, .. } = event {
+            if let Event::Token {
+                id,
+                token,
+                logprobs,
+            } = event
+            {
                 tokens[id as usize].push(token);
+                with_logprobs[id as usize] += usize::from(logprobs.is_some());
             }
         }
         let mut held = 0;
@@ -165,6 +177,7 @@ fn run_paged(
     let pool = Batcher::kv_pool(&scheduler).unwrap_or_default();
     Batched {
         tokens,
+        with_logprobs,
         drafted: counts.drafted,
         accepted: counts.accepted,
         preemptions: pool.preemptions,
@@ -412,6 +425,43 @@ fn task_5_batched_constrained_rows_are_not_drafted() {
         "the free row was not drafted for: {:?}",
         batched.tokens
     );
+}
+
+/// A row asking for log-probabilities decodes one token per step (they are read from each
+/// step's first position) and gets them with every token, beside a row that speculates.
+#[test]
+fn task_5_batched_rows_asking_for_logprobs_are_not_drafted() {
+    let model_name = "qwen3-tiny";
+    let target = tiny_model(model_name);
+    let prompt = prompts(model_name)[0].clone();
+    let asking = Job {
+        logprobs: true,
+        ..Job::greedy(prompt.clone(), 12, 0)
+    };
+    let alone = run_batched(
+        &target,
+        Some(BatchDrafting::Model(&target)),
+        4,
+        std::slice::from_ref(&asking),
+        64,
+    );
+    assert_eq!(
+        alone.drafted, 0,
+        "a row asking for logprobs was drafted for"
+    );
+    let jobs = [asking, Job::greedy(prompt, 12, 0)];
+    let expected = expected(&target, model_name, &jobs);
+    let batched = run_batched(&target, Some(BatchDrafting::Model(&target)), 4, &jobs, 64);
+    assert_eq!(
+        batched.tokens, expected,
+        "rows with and without logprobs batched"
+    );
+    assert_eq!(
+        batched.with_logprobs,
+        [batched.tokens[0].len(), 0],
+        "log-probabilities with every token of the row that asked, none for the other"
+    );
+    assert!(batched.drafted > 0, "the other row was not drafted for");
 }
 
 /// Sampling rows go through the rejection rule: with the target drafting for itself (the same
