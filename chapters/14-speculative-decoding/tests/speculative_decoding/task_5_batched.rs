@@ -6,12 +6,14 @@
 use crate::harness::{
     load_model, options, plain_greedy, reference_sequence, tiny_model, tokenizer_at, TINY_VOCAB,
 };
+use mlx_rs::ops::indexing::IndexOp;
 use rstest::rstest;
 use speculative_decoding::{
-    load_model as load_quantized, BatchDrafting, BatchSpeculator, Batcher, Event, Kernel, Model,
-    NgramDrafter, PagedConfig, PagedScheduler, Quantization, Request, SamplingParams,
-    SchedulerConfig, SharedConstraint, TokenConstraint, BLOCK_SIZE,
+    load_model as load_quantized, probabilities, BatchDrafting, BatchSpeculator, Batcher, Event,
+    Kernel, Model, NgramDrafter, PagedConfig, PagedScheduler, Quantization, Request,
+    SamplingParams, SchedulerConfig, SharedConstraint, TokenConstraint, BLOCK_SIZE,
 };
+use std::collections::HashMap;
 use test_support::{expect_ok as ok, fetched_model_dir, fixture_path};
 
 /// A request and the step before which it joins.
@@ -555,4 +557,99 @@ fn task_5_batched_smollm2_matches_plain_greedy() {
     for (name, tokens) in batched {
         assert_eq!(tokens, expected, "SmolLM2 batched, drafted by {name}");
     }
+}
+
+/// The first two tokens of 1500 sampled requests (temperature 1, top-4), batched 8 at a time,
+/// the second verified against another tiny model's sampled draft of one token: their pairs
+/// follow the target's own joint distribution `p(t0) p(t1 | t0)`, computed from chapter 8's
+/// forward of each prefix. The chi-square bound is the 0.9999 quantile (Wilson-Hilferty).
+#[test]
+fn task_5_batched_sampling_keeps_the_target_distribution() {
+    let model_name = "qwen3-tiny";
+    let target = tiny_model(model_name);
+    let drafter = tiny_model(other_tiny(model_name));
+    let prompt = reference_sequence(model_name, 2).0;
+    let sampling = SamplingParams {
+        temperature: 1.0,
+        top_k: Some(4),
+        ..SamplingParams::default()
+    };
+    let distribution = |sequence: &[u32]| -> Vec<f32> {
+        let ids = mlx_rs::Array::from_slice(sequence, &[1, sequence.len() as i32]);
+        let logits = ok(target.forward(&ids, &mut target.new_cache()), "forward");
+        let last = logits.index((0, -1)); // [V]
+        let p = ok(probabilities(&last, sequence, &sampling), "probabilities");
+        p.as_slice::<f32>().to_vec()
+    };
+    // The joint distribution of (t0, t1) over the target's top-4 after each prefix.
+    let mut expected: Vec<((u32, u32), f64)> = Vec::new();
+    for (t0, &p0) in distribution(&prompt).iter().enumerate() {
+        if p0 > 0.0 {
+            let mut prefix = prompt.clone();
+            prefix.push(t0 as u32);
+            for (t1, &p1) in distribution(&prefix).iter().enumerate() {
+                if p1 > 0.0 {
+                    expected.push(((t0 as u32, t1 as u32), f64::from(p0) * f64::from(p1)));
+                }
+            }
+        }
+    }
+    let requests = 1500;
+    let jobs: Vec<Job> = (0..requests)
+        .map(|seed| Job {
+            sampling: SamplingParams { seed, ..sampling },
+            ..Job::greedy(prompt.clone(), 3, 0)
+        })
+        .collect();
+    let batched = run_paged(
+        &target,
+        Some(BatchDrafting::Model(&drafter)),
+        1,
+        &jobs,
+        4096,
+        false,
+    );
+    assert!(batched.drafted > 0, "nothing was drafted");
+    let mut counts: HashMap<(u32, u32), usize> = HashMap::new();
+    for tokens in batched.tokens.iter().filter(|tokens| tokens.len() >= 2) {
+        *counts.entry((tokens[0], tokens[1])).or_default() += 1;
+    }
+    let total: usize = counts.values().sum();
+    let unexpected: usize = counts
+        .iter()
+        .filter(|(pair, _)| !expected.iter().any(|(known, _)| known == *pair))
+        .map(|(_, &count)| count)
+        .sum();
+    assert_eq!(
+        unexpected, 0,
+        "pairs outside the target's top-4: {counts:?}"
+    );
+    // Cells expected fewer than 5 times are pooled, as chi-square needs.
+    let (mut statistic, mut cells, mut pooled) = (0.0, 0, (0.0, 0.0));
+    for (pair, probability) in &expected {
+        let (want, got) = (
+            probability * total as f64,
+            *counts.get(pair).unwrap_or(&0) as f64,
+        );
+        if want < 5.0 {
+            pooled = (pooled.0 + want, pooled.1 + got);
+        } else {
+            statistic += (got - want).powi(2) / want;
+            cells += 1;
+        }
+    }
+    if pooled.0 > 0.0 {
+        statistic += (pooled.1 - pooled.0).powi(2) / pooled.0;
+        cells += 1;
+    }
+    let freedom = (cells - 1) as f64;
+    let z = 3.719; // the standard normal's 0.9999 quantile
+    let bound =
+        freedom * (1.0 - 2.0 / (9.0 * freedom) + z * (2.0 / (9.0 * freedom)).sqrt()).powi(3);
+    assert!(
+        statistic < bound,
+        "the batched tokens do not follow the target's distribution: chi-square {statistic:.1} >= {bound:.1} over {cells} cells ({total} requests, {} of {} drafts accepted)",
+        batched.accepted,
+        batched.drafted
+    );
 }
