@@ -148,7 +148,6 @@ impl Metrics {
         self.kv_blocks_total.set(now.blocks_total as i64);
         self.kv_blocks_used.set(now.blocks_used as i64);
         self.kv_blocks_evictable.set(now.blocks_evictable as i64);
-        let grew = |now: usize, before: usize| now.saturating_sub(before) as u64;
         self.prefix_cache_hit_tokens
             .inc_by(grew(now.prefix_hit_tokens, before.prefix_hit_tokens));
         self.prefix_cache_miss_tokens
@@ -162,7 +161,6 @@ impl Metrics {
     /// Adds to the speculation counters what changed since `before`, and sets the rates to
     /// `now`'s.
     pub fn record_speculation(&self, before: &SpeculationCounts, now: &SpeculationCounts) {
-        let grew = |now: usize, before: usize| now.saturating_sub(before) as u64;
         self.speculative_row_steps
             .inc_by(grew(now.row_steps, before.row_steps));
         self.speculative_draft_tokens
@@ -185,6 +183,11 @@ impl Metrics {
             .expect("metrics encode to text");
         String::from_utf8(text).expect("Prometheus text is UTF-8")
     }
+}
+
+/// How much a counter grew from `before` to `now`, for `inc_by`.
+fn grew(now: usize, before: usize) -> u64 {
+    now.saturating_sub(before) as u64
 }
 
 impl Default for Metrics {

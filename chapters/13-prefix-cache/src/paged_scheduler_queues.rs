@@ -230,32 +230,47 @@ impl<'m> PagedScheduler<'m> {
         }
     }
 
-    /// One batched forward of the last token of every decoding request; returns how many ran.
-    fn decode(&mut self, events: &mut Vec<Event>) -> Result<usize> {
-        let rows: Vec<usize> = (0..self.running.len())
+    /// The running requests that decode this step (their prompt is in the pool), in order.
+    pub(crate) fn decoding_rows(&self) -> Vec<usize> {
+        (0..self.running.len())
             .filter(|&index| self.running[index].is_decoding())
-            .collect();
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        for &row in &rows {
+            .collect()
+    }
+
+    /// Makes room for `tokens` more tokens in the table of each of `rows`.
+    pub(crate) fn reserve_rows(&mut self, rows: &[usize], tokens: usize) -> Result<()> {
+        for &row in rows {
             let table = &mut self.running[row].table;
-            self.cache.reserve(table, 1).map_err(pool_error)?;
+            self.cache.reserve(table, tokens).map_err(pool_error)?;
         }
-        let last: Vec<u32> = rows
-            .iter()
-            .map(|&row| *self.running[row].decoding.tokens.last().expect("decoding"))
-            .collect();
-        let input = Array::from_slice(&last, &[rows.len() as i32, 1]); // [B, 1]
+        Ok(())
+    }
+
+    /// The model over the decoding requests' tables: `input` `[B, L]`, a row per
+    /// [`decoding_rows`](Self::decoding_rows) in order. Returns the logits `[B, L, V]`.
+    pub(crate) fn forward_decoding(&mut self, input: &Array) -> Result<Array> {
         let mut tables: Vec<&mut BlockTable> = self
             .running
             .iter_mut()
             .filter(|running| running.is_decoding())
             .map(|running| &mut running.table)
             .collect();
-        let logits = forward_paged(self.model, self.cache.pool_mut(), &mut tables, &input)
-            .map_err(paged_error)?
-            .index((.., 0)); // [B, V]
+        forward_paged(self.model, self.cache.pool_mut(), &mut tables, input).map_err(paged_error)
+    }
+
+    /// One batched forward of the last token of every decoding request; returns how many ran.
+    fn decode(&mut self, events: &mut Vec<Event>) -> Result<usize> {
+        let rows = self.decoding_rows();
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        self.reserve_rows(&rows, 1)?;
+        let last: Vec<u32> = rows
+            .iter()
+            .map(|&row| *self.running[row].decoding.tokens.last().expect("decoding"))
+            .collect();
+        let input = Array::from_slice(&last, &[rows.len() as i32, 1]); // [B, 1]
+        let logits = self.forward_decoding(&input)?.index((.., 0)); // [B, V]
         let any_greedy = rows
             .iter()
             .any(|&row| self.running[row].decoding.is_plain_greedy());

@@ -11,13 +11,10 @@
 //! row 2: last pad pad pad       (no draft: constrained)  last                its sampled token
 //! ```
 
-use crate::{
-    paged_scheduler_queues::{paged_error, pool_error},
-    PagedScheduler, PrefixCache,
-};
+use crate::{paged_scheduler_queues::pool_error, PagedScheduler, PrefixCache};
 use continuous_batching::{attach_logprobs, choose, record, Decoding, Event, FinishReason};
 use mlx_rs::{error::Result, ops::indexing::IndexOp, Array};
-use paged_kv_cache::{blocks_for, forward_paged, BlockTable, PoolError};
+use paged_kv_cache::{blocks_for, BlockTable, PoolError};
 use std::iter;
 
 /// Guesses the next tokens of decoding rows, and judges the guesses by the target's logits.
@@ -81,24 +78,16 @@ impl PagedScheduler<'_> {
     /// logits are ignored), then each row keeps its accepted tokens and the target's next one
     /// and rewinds its table past the rest. Returns the tokens that went through the model.
     pub(crate) fn decode_speculative(&mut self, events: &mut Vec<Event>) -> Result<usize> {
-        let rows: Vec<usize> = (0..self.running.len())
-            .filter(|&index| self.running[index].is_decoding())
-            .collect();
+        let rows = self.decoding_rows();
         if rows.is_empty() {
             return Ok(0);
         }
         // make_room saw to a block for every row's last token: take those first.
-        for &row in &rows {
-            let table = &mut self.running[row].table;
-            self.cache.reserve(table, 1).map_err(pool_error)?;
-        }
+        self.reserve_rows(&rows, 1)?;
         let mut drafts = self.drafts(&rows)?;
         let width = self.fitting_width(&rows, drafts.iter().map(Vec::len).max().unwrap_or(0));
         drafts.iter_mut().for_each(|draft| draft.truncate(width));
-        for &row in &rows {
-            let table = &mut self.running[row].table;
-            self.cache.reserve(table, 1 + width).map_err(pool_error)?;
-        }
+        self.reserve_rows(&rows, 1 + width)?;
         let input: Vec<u32> = rows
             .iter()
             .zip(&drafts)
@@ -111,14 +100,7 @@ impl PagedScheduler<'_> {
             })
             .collect();
         let input = Array::from_slice(&input, &[rows.len() as i32, 1 + width as i32]); // [B, 1 + W]
-        let mut tables: Vec<&mut BlockTable> = self
-            .running
-            .iter_mut()
-            .filter(|running| running.is_decoding())
-            .map(|running| &mut running.table)
-            .collect();
-        let logits = forward_paged(self.model, self.cache.pool_mut(), &mut tables, &input)
-            .map_err(paged_error)?; // [B, 1 + W, V]
+        let logits = self.forward_decoding(&input)?; // [B, 1 + W, V]
 
         let first_event = events.len();
         let mut finished = Vec::new();

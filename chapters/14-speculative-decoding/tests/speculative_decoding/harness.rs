@@ -91,3 +91,23 @@ pub fn speculate(
     );
     (result, streamed)
 }
+
+/// Which drafter a test runs (task 5, alone and batched).
+#[derive(Debug, Clone, Copy)]
+pub enum Drafting {
+    /// The target drafts for itself: every greedy draft token is accepted.
+    Itself,
+    /// Another tiny model (same tokenizer, different weights): most drafts are rejected.
+    OtherModel,
+    /// Prompt lookup.
+    Ngram,
+}
+
+/// The tiny model after `name` in the list: a drafter that mostly disagrees with it.
+pub fn other_tiny(name: &str) -> &'static str {
+    match name {
+        "llama-tiny" => "qwen2-tiny",
+        "qwen2-tiny" => "qwen3-tiny",
+        _ => "llama-tiny",
+    }
+}

@@ -4,7 +4,8 @@
 //! blocks follow the tokens each row kept.
 
 use crate::harness::{
-    load_model, options, plain_greedy, reference_sequence, tiny_model, tokenizer_at, TINY_VOCAB,
+    load_model, options, other_tiny, plain_greedy, reference_sequence, tiny_model, tokenizer_at,
+    Drafting, TINY_VOCAB,
 };
 use mlx_rs::ops::indexing::IndexOp;
 use rstest::rstest;
@@ -54,16 +55,6 @@ impl TokenConstraint for AllowAll {
     fn advance(&mut self, _token: u32) -> Result<(), String> {
         Ok(())
     }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Drafting {
-    /// The target drafts for itself: every greedy draft token is accepted.
-    Itself,
-    /// Another tiny model (same tokenizer, different weights): most drafts are rejected.
-    OtherModel,
-    /// Prompt lookup.
-    Ngram,
 }
 
 /// What a batched run produced: each job's tokens (in job order), the scheduler's speculation
@@ -184,15 +175,6 @@ fn run_paged(
         accepted: counts.accepted,
         preemptions: pool.preemptions,
         prefix_hit_tokens: pool.prefix_hit_tokens,
-    }
-}
-
-/// The tiny model after `name` in the list: a drafter that mostly disagrees with it.
-fn other_tiny(name: &str) -> &'static str {
-    match name {
-        "llama-tiny" => "qwen2-tiny",
-        "qwen2-tiny" => "qwen3-tiny",
-        _ => "llama-tiny",
     }
 }
 

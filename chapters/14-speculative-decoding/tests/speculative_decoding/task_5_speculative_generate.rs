@@ -1,8 +1,8 @@
 //! Task 5: speculative generation, token for token what greedy decoding gives.
 
 use crate::harness::{
-    load_model, options, plain_greedy, reference_sequence, speculate, tiny_model, tokenizer_at,
-    TINY_VOCAB,
+    load_model, options, other_tiny, plain_greedy, reference_sequence, speculate, tiny_model,
+    tokenizer_at, Drafting, TINY_VOCAB,
 };
 use rstest::rstest;
 use speculative_decoding::{
@@ -13,25 +13,6 @@ use std::{fs, path::Path};
 use test_support::{
     expect_ok as ok, fetched_model_dir, fixture_path, load_fixture, token_ids as ids,
 };
-
-#[derive(Debug, Clone, Copy)]
-enum Drafting {
-    /// The target drafts for itself: every greedy draft token is accepted.
-    Itself,
-    /// Another tiny model (same tokenizer, different weights): most drafts are rejected.
-    OtherModel,
-    /// Prompt lookup.
-    Ngram,
-}
-
-/// The tiny model after `name` in the list: a drafter that mostly disagrees with it.
-fn other_tiny(name: &str) -> &'static str {
-    match name {
-        "llama-tiny" => "qwen2-tiny",
-        "qwen2-tiny" => "qwen3-tiny",
-        _ => "llama-tiny",
-    }
-}
 
 /// Runs `f` with the drafter `drafting` describes for a target called `target_name`.
 fn with_drafter<T>(

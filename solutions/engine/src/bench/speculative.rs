@@ -64,6 +64,29 @@ struct Row {
     same_tokens: bool,
 }
 
+impl Row {
+    /// `run` of `drafter` with `k` draft tokens, beside the plain `baseline` of the same prompt.
+    fn new(
+        prompt: &str,
+        prompt_tokens: usize,
+        (drafter, k): (&str, usize),
+        run: &Run,
+        baseline: &Run,
+    ) -> Row {
+        Row {
+            prompt: prompt.to_string(),
+            prompt_tokens,
+            drafter: drafter.to_string(),
+            num_draft_tokens: k,
+            decode_tokens_per_s: run.tokens_per_s(),
+            speedup: run.tokens_per_s() / baseline.tokens_per_s(),
+            acceptance_rate: run.acceptance_rate,
+            tokens_per_target_step: run.tokens_per_step,
+            same_tokens: run.tokens == baseline.tokens,
+        }
+    }
+}
+
 /// Decode time (after the first token) and the tokens of one greedy run.
 struct Run {
     decode: Duration,
@@ -221,16 +244,8 @@ fn batched_rows(
     let count = args.max_new_tokens;
     eprintln!("{name}: {prompt_tokens} prompt tokens, {count} new each, plain");
     let baseline = batched(target, None, &batch, count, 0)?;
-    let row = |drafter: &str, k: usize, run: &Run| Row {
-        prompt: name.clone(),
-        prompt_tokens,
-        drafter: drafter.to_string(),
-        num_draft_tokens: k,
-        decode_tokens_per_s: run.tokens_per_s(),
-        speedup: run.tokens_per_s() / baseline.tokens_per_s(),
-        acceptance_rate: run.acceptance_rate,
-        tokens_per_target_step: run.tokens_per_step,
-        same_tokens: run.tokens == baseline.tokens,
+    let row = |drafter: &str, k: usize, run: &Run| {
+        Row::new(&name, prompt_tokens, (drafter, k), run, &baseline)
     };
     let mut rows = vec![row("none", 0, &baseline)];
     for &k in &args.num_draft_tokens {
@@ -296,16 +311,8 @@ pub fn run(args: SpeculativeArgs) -> Result<()> {
             ids.len()
         );
         let baseline = plain(&target, &tokenizer, ids, count)?;
-        let row = |drafter: &str, k: usize, run: &Run| Row {
-            prompt: prompt.name.clone(),
-            prompt_tokens: ids.len(),
-            drafter: drafter.to_string(),
-            num_draft_tokens: k,
-            decode_tokens_per_s: run.tokens_per_s(),
-            speedup: run.tokens_per_s() / baseline.tokens_per_s(),
-            acceptance_rate: run.acceptance_rate,
-            tokens_per_target_step: run.tokens_per_step,
-            same_tokens: run.tokens == baseline.tokens,
+        let row = |drafter: &str, k: usize, run: &Run| {
+            Row::new(&prompt.name, ids.len(), (drafter, k), run, &baseline)
         };
         rows.push(row("none", 0, &baseline));
         for &k in &args.num_draft_tokens {
