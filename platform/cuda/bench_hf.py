@@ -1,7 +1,7 @@
 """HF transformers' `generate` on the same GPU and weights: bf16, greedy, a fixed number of new
 tokens (min_new_tokens = max_new_tokens, so no end-of-sequence token stops it), default
-attention (sdpa) and the default dynamic cache; with --compiled, the static cache and
-`torch.compile(mode="reduce-overhead")` (CUDA graphs), transformers' fastest recipe, single stream.
+attention (sdpa) and the default dynamic cache; with --compiled, the static cache, with which
+`generate` compiles its decoding step (`torch.compile`, CUDA graphs), single stream.
 
     python3 bench_hf.py MODEL_DIR --json OUT.json [--concurrency 1,2,...] [--compiled]
 """
@@ -53,8 +53,9 @@ def main():
     model = model.cuda().eval()
     vocab = model.config.vocab_size
     if args.compiled:
+        # generate compiles the decoding step itself once the cache is static (its
+        # compile_config: fullgraph, mode "reduce-overhead"), marking each CUDA-graph step.
         model.generation_config.cache_implementation = "static"
-        model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
 
     prompt = random_prompts(vocab, 1, args.prompt_tokens)
     with torch.inference_mode():

@@ -117,7 +117,7 @@ run_paged_kernel_tests() {
 paged_kernel() {
     export -f run_paged_kernel_tests
     export home release
-    step paged-kernel-tests 300 env MLX_ENABLE_TF32=0 bash -c run_paged_kernel_tests
+    step paged-kernel-tests 300 env MLX_ENABLE_TF32=0 TINY_LLM_PAGED_ATTENTION=fused bash -c run_paged_kernel_tests
     step paged-attention-bench 240 "$release/bench" paged-attention \
         --json "$results/paged-attention.json"
 }

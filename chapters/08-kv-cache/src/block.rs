@@ -20,8 +20,10 @@ pub(crate) struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Array, kernels: Kernels) -> Result<Array> {
+        // Joined only for one token of one row, as q, k and v (`src/fused_attention.rs`).
+        let one_token = x.size() == x.dim(-1) as usize;
         let (gate, up) = match (kernels, &self.gate_up_proj) {
-            (Kernels::Fused, Some(gate_up_proj)) => {
+            (Kernels::Fused, Some(gate_up_proj)) if one_token => {
                 let gate_up = gate_up_proj.forward(x)?; // [B, L, 2 I]
                 let inner = gate_up.dim(-1) / 2;
                 let mut halves = gate_up.split_at_indices(&[inner], -1)?.into_iter(); // 2 x [B, L, I]

@@ -23,9 +23,12 @@ impl CachedAttention {
         // [B, L, H * D] -> [B, L, H, D]
         let split_heads =
             |projected: &Array, heads: i32| projected.reshape(&[batch, length, heads, head_dim]);
-        // One matmul for q, k and v when the model joined them at load, else three.
+        // One matmul for q, k and v when the model joined them at load and one token of one
+        // row runs: its q, k and v are then contiguous views of the joined output. For larger
+        // shapes the views are strided, which MLX 0.32.2's CUDA kernels read wrongly (garbage
+        // logits and illegal memory accesses on an H100), so those run the three matmuls.
         let (q, k, v) = match &self.qkv_proj {
-            Some(qkv_proj) => {
+            Some(qkv_proj) if batch * length == 1 => {
                 let heads = split_heads(&qkv_proj.forward(x)?, num_heads + 2 * num_kv_heads)?;
                 let mut parts = heads
                     .split_at_indices(&[num_heads, num_heads + num_kv_heads], 2)?
@@ -33,7 +36,7 @@ impl CachedAttention {
                 let mut next = || parts.next().expect("three parts");
                 (next(), next(), next())
             }
-            None => (
+            _ => (
                 split_heads(&layers.q_proj.forward(x)?, num_heads)?,
                 split_heads(&layers.k_proj.forward(x)?, num_kv_heads)?,
                 split_heads(&layers.v_proj.forward(x)?, num_kv_heads)?,
