@@ -20,7 +20,9 @@ pub(crate) struct Mlp {
 
 impl Mlp {
     fn forward(&self, x: &Array, kernels: Kernels) -> Result<Array> {
-        // Joined only for one token of one row, as q, k and v (`src/fused_attention.rs`).
+        // Joined and compiled only for one token of one row, as q, k and v
+        // (`src/fused_attention.rs`): on MLX 0.32.2's CUDA backend, the compiled SwiGLU gave a
+        // bfloat16 batch rows other than each row alone (an H100, 2026-12-06).
         let one_token = x.size() == x.dim(-1) as usize;
         let (gate, up) = match (kernels, &self.gate_up_proj) {
             (Kernels::Fused, Some(gate_up_proj)) if one_token => {
@@ -32,7 +34,7 @@ impl Mlp {
             _ => (self.gate_proj.forward(x)?, self.up_proj.forward(x)?), // [B, L, I]
         };
         let activated = match (kernels, self.compiled_swiglu) {
-            (Kernels::Fused, true) => swiglu(&gate, &up)?,
+            (Kernels::Fused, true) if one_token => swiglu(&gate, &up)?,
             _ => silu(&gate)?.multiply(&up)?,
         }; // [B, L, I]
         self.down_proj.forward(&activated) // [B, L, E]

@@ -246,13 +246,18 @@ pub enum PagedAttentionKernel {
     Gather,
 }
 
+/// Whether `TINY_LLM_PAGED_ATTENTION=fused` asks the engine's decode steps for the fused kernel.
+pub fn fused_paged_attention_requested() -> bool {
+    std::env::var("TINY_LLM_PAGED_ATTENTION").is_ok_and(|value| value == "fused")
+}
+
 impl PagedAttentionKernel {
     /// Gather, unless `TINY_LLM_PAGED_ATTENTION=fused` asks for the fused kernel and it runs
     /// here (a CUDA GPU) and takes these shapes. Measured on an H100 (`bench paged-attention`),
     /// the kernel is 0.07x to 0.66x as fast as gather + MLX's attention: one warp walks a row's
     /// positions one after the other, where MLX's kernel splits them across many warps.
     pub fn for_decode(queries: &Array, pages: &LayerPages) -> Result<Self, KernelError> {
-        let asked = std::env::var("TINY_LLM_PAGED_ATTENTION").is_ok_and(|value| value == "fused");
+        let asked = fused_paged_attention_requested();
         let fits = match (&pages.keys, queries.shape()) {
             (Some(keys), [_, _, 1, _]) => unsupported(queries, keys).is_none(),
             _ => false,

@@ -10,8 +10,8 @@ use crate::harness::{int_values, pool_with_holes, Seeded};
 use mlx_custom_kernel::cuda_kernels_run_here;
 use mlx_rs::{fast, ops, ops::indexing::IndexOp, Array, Dtype};
 use paged_kv_cache::{
-    fused_paged_attention, BlockTable, KernelError, KvCache, LayerCache, PagedAttentionKernel,
-    PagedLayer, StepPlan,
+    fused_paged_attention, fused_paged_attention_requested, BlockTable, KernelError, KvCache,
+    LayerCache, PagedAttentionKernel, PagedLayer, StepPlan,
 };
 use rstest::rstest;
 use test_support::{assert_allclose, expect_ok as ok, random_array, Tolerance};
@@ -343,20 +343,24 @@ fn task_3_decode_over_pages_is_fused_on_cuda_and_gathered_elsewhere(
         pages: &mut pool.layers_mut()[0],
         plan: &plan,
     };
-    let on_cuda = ok(cuda_kernels_run_here(), "cuda_kernels_run_here");
+    let on_cuda =
+        ok(cuda_kernels_run_here(), "cuda_kernels_run_here") && fused_paged_attention_requested();
     let fused = ok(
         layer.attend_fused(&queries, &keys, &values, scale),
         "PagedLayer::attend_fused",
     );
     let got = match fused {
         Some(out) => {
-            assert!(on_cuda, "the fused kernel only runs on a CUDA GPU");
+            assert!(
+                on_cuda,
+                "the fused kernel only runs on a CUDA GPU, with TINY_LLM_PAGED_ATTENTION=fused"
+            );
             out
         }
         None => {
             assert!(
                 !on_cuda,
-                "on a CUDA GPU a decode step takes the fused kernel"
+                "on a CUDA GPU with TINY_LLM_PAGED_ATTENTION=fused a decode step takes the fused kernel"
             );
             ok(
                 layer.pages.write(&keys, &values, &plan),
