@@ -35,6 +35,12 @@ enum Benchmark {
     /// Speculative decoding: greedy decode tokens/s plain and with each drafter (prompt lookup,
     /// the 4-bit model drafting for the float one), acceptance rates, on the built-in prompts.
     Speculative(PassThrough),
+    /// One stream's prefill and decode tokens/s and a decode step's build and eval times, the
+    /// engine beside its fused path before fusing operations (book: "Making it fast").
+    SingleStream(PassThrough),
+    /// Chapter 12's decode attention over pages: gather + MLX's attention beside the fused CUDA
+    /// kernel, at several contexts and batches (the kernel needs a CUDA GPU).
+    PagedAttention(PassThrough),
 }
 
 #[derive(Args)]
@@ -101,6 +107,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Some(Benchmark::Batching(pass)) => batching(pass),
         Some(Benchmark::Paged(pass)) => paged(pass),
         Some(Benchmark::Speculative(pass)) => speculative(pass),
+        Some(Benchmark::SingleStream(pass)) => pass_through("single-stream", pass),
+        Some(Benchmark::PagedAttention(pass)) => {
+            let args: Vec<String> = std::iter::once("paged-attention".to_string())
+                .chain(pass.args)
+                .collect();
+            run_engine_binary("bench", pass.mine, &args)
+        }
         None if args.generate.compare => compare::run(&args.generate),
         None => {
             let options = &args.generate;
