@@ -16,7 +16,6 @@ use mlx_custom_kernel::{
     cuda_kernels_run_here, CudaKernel, KernelError, LaunchConfig, OutputSpec, TemplateArg,
 };
 use mlx_rs::{fast, ops, Array, Dtype};
-use std::cell::RefCell;
 
 /// The kernel's body; MLX writes its signature from the input and output names (see
 /// platform/mlx-custom-kernel). Scores, softmax and the output are accumulated in float32.
@@ -270,33 +269,7 @@ impl PagedAttentionKernel {
     }
 }
 
-thread_local! {
-    /// The latest decode step's `(read_slots, block_tables, context_lens)`: every layer of a step
-    /// asks for the same tables, which MLX would otherwise build (a few operations) per layer.
-    static DECODE_TABLES: RefCell<Option<(Array, Array, Array)>> = const { RefCell::new(None) };
-}
-
 impl StepPlan {
-    /// [`StepPlan::block_tables`] and [`StepPlan::context_lens`] of a decode step, made once per
-    /// step. A step is known by its read slots' buffer: the cache holds them, so no later plan's
-    /// slots can have the same address.
-    fn decode_tables(&self) -> mlx_rs::error::Result<(Array, Array)> {
-        let slots = self.read_slots.as_slice::<i32>().as_ptr();
-        DECODE_TABLES.with(|cached| {
-            let mut cached = cached.borrow_mut();
-            match &*cached {
-                Some((held, tables, lens)) if held.as_slice::<i32>().as_ptr() == slots => {
-                    Ok((tables.clone(), lens.clone()))
-                }
-                _ => {
-                    let (tables, lens) = (self.block_tables()?, self.context_lens(1));
-                    *cached = Some((self.read_slots.clone(), tables.clone(), lens.clone()));
-                    Ok((tables, lens))
-                }
-            }
-        })
-    }
-
     /// `[B, max_blocks]` int32: each row's blocks, read off its slots (position
     /// `i * BLOCK_SIZE` is at the start of block `i`); past a row's end, block 0.
     pub fn block_tables(&self) -> mlx_rs::error::Result<Array> {
@@ -331,13 +304,12 @@ impl LayerPages {
                         problem: "the pages are empty: write before you attend".into(),
                     });
                 };
-                let (block_tables, context_lens) = plan.decode_tables()?;
                 fused_paged_attention(
                     queries,
                     keys,
                     values,
-                    &block_tables,
-                    &context_lens,
+                    &plan.block_tables()?,
+                    &plan.context_lens(1),
                     BLOCK_SIZE,
                     scale,
                 )

@@ -65,8 +65,9 @@ impl LayerCache for PagedLayer<'_> {
         Ok(self.plan.mask.clone())
     }
 
-    /// On a CUDA GPU, a decode step writes its keys and runs the fused kernel over the pages
-    /// (`src/fused_paged_attention.rs`); elsewhere, and for prompts, `None`: gather, then MLX.
+    /// On a CUDA GPU with `TINY_LLM_PAGED_ATTENTION=fused`, a decode step writes its keys and
+    /// runs the fused kernel over the pages (`src/fused_paged_attention.rs`); otherwise, and for
+    /// prompts, `None`: gather, then MLX.
     fn attend_fused(
         &mut self,
         queries: &Array,
