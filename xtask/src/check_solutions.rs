@@ -30,6 +30,10 @@ fn ensure_lint_tools() -> Result<()> {
 }
 
 pub fn run() -> Result<()> {
+    // Every build here happens once, so incremental compilation's caches (gigabytes across the
+    // chapters' stub and solution builds) would cost disk and buy nothing. Set before any thread
+    // starts; every cargo this command runs inherits it.
+    std::env::set_var("CARGO_INCREMENTAL", "0");
     let mut problems: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     let (mut passed, mut failed) = (0, 0);
