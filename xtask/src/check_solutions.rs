@@ -29,11 +29,25 @@ fn ensure_lint_tools() -> Result<()> {
     Ok(())
 }
 
+/// What a first run writes under the target dir: 7.1 GiB on the CI machine (2026-12-06, with the
+/// e2e script's release build), rounded up.
+const DISK_NEEDED: u64 = 8 << 30;
+
 pub fn run() -> Result<()> {
     // Every build here happens once, so incremental compilation's caches (gigabytes across the
     // chapters' stub and solution builds) would cost disk and buy nothing. Set before any thread
     // starts; every cargo this command runs inherits it.
     std::env::set_var("CARGO_INCREMENTAL", "0");
+    if let Some(free) = cargo::free_disk_bytes().filter(|&free| free < DISK_NEEDED) {
+        eprintln!(
+            "warning: {:.1} GiB free on the disk holding {}; a first check-solutions writes about \
+             {} GiB there. Should builds fail for space, free some or set CARGO_TARGET_DIR to a \
+             larger disk.",
+            free as f64 / (1u64 << 30) as f64,
+            cargo::target_dir().display(),
+            DISK_NEEDED >> 30
+        );
+    }
     let mut problems: Vec<String> = Vec::new();
     let mut rows = Vec::new();
     let (mut passed, mut failed) = (0, 0);
@@ -204,6 +218,9 @@ pub fn run() -> Result<()> {
             chapters::all().len()
         );
         return Ok(());
+    }
+    if let Some(hint) = cargo::full_disk_hint() {
+        problems.insert(0, format!("{hint} (the problems below may all be this)"));
     }
     println!("\ncheck-solutions found {} problems:", problems.len());
     for problem in &problems {

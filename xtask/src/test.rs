@@ -2,6 +2,7 @@
 //! ends with a table that says, per task, what passes and where to start.
 
 use crate::{
+    cargo,
     chapters::{self, Chapter},
     test_runner::{self, ChapterRun, Outcome},
 };
@@ -135,10 +136,12 @@ pub struct Row {
 /// One row per task: how many of its tests pass, and for a failure where to look.
 pub fn summarize(chapter: &'static Chapter, run: &ChapterRun) -> Vec<Row> {
     if !run.compiled {
-        let details = format!(
-            "does not compile: see cargo's errors above ({}/src)",
-            chapter.folder()
-        );
+        let details = cargo::full_disk_hint().unwrap_or_else(|| {
+            format!(
+                "does not compile: see cargo's errors above ({}/src)",
+                chapter.folder()
+            )
+        });
         return vec![Row {
             chapter: &chapter.name,
             task: "build".into(),
