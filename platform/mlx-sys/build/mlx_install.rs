@@ -166,7 +166,8 @@ fn cache_dir(out_dir: &Path) -> PathBuf {
 }
 
 /// Unpacks into a temporary sibling and renames it into place, so an interrupted build never
-/// leaves a cache entry that looks complete.
+/// leaves a cache entry that looks complete. Two builds at once (debug and release) may both
+/// unpack: the first rename wins and the other build uses its copy.
 fn unpack_wheel(
     wheel: &Path,
     unpacked: &Path,
@@ -181,10 +182,15 @@ fn unpack_wheel(
     if !target.is_macos {
         blas::replace_reference_blas(&staging, downloads, out_dir)?;
     }
-    fs::rename(&staging, unpacked).map_err(|error| {
-        Failure::new(
+    match fs::rename(&staging, unpacked) {
+        Ok(()) => Ok(()),
+        Err(_) if unpacked.join("mlx").is_dir() => {
+            let _ = fs::remove_dir_all(&staging);
+            Ok(())
+        }
+        Err(error) => Err(Failure::new(
             format!("could not move the unpacked wheel into place: {error}"),
             "delete the cache folder and build again",
-        )
-    })
+        )),
+    }
 }
