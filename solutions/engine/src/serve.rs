@@ -305,3 +305,94 @@ fn response_formats(dir: &Path) -> Result<FormatCompiler> {
             .map_err(|error| error.to_string())
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlx_rs::Array;
+    use serde_json::{json, Value};
+    use serving::{tool_plan, Tool, ToolChoice};
+
+    /// The tiny Qwen3 fixture, with `<tool_call>` and `</tool_call>` added to its tokenizer as
+    /// one token each and not special, as Qwen2.5's and Qwen3's tokenizer.json have them; their
+    /// ids follow the vocabulary, and the config's `vocab_size` grows to hold them.
+    fn qwen_with_tool_call_tokens(dir: &Path) -> (u32, u32) {
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fixtures/qwen3-tiny");
+        let read = |name: &str| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(fixture.join(name)).expect(name))
+                .expect(name)
+        };
+        let mut config = read("config.json");
+        let open = config["vocab_size"].as_u64().expect("vocab_size") as u32;
+        config["vocab_size"] = json!(open + 2);
+        let mut tokenizer = read("tokenizer.json");
+        let added = tokenizer["added_tokens"]
+            .as_array_mut()
+            .expect("added_tokens");
+        for (id, content) in [(open, "<tool_call>"), (open + 1, "</tool_call>")] {
+            added.push(json!({"id": id, "content": content, "single_word": false,
+                "lstrip": false, "rstrip": false, "normalized": false, "special": false}));
+        }
+        for (name, value) in [("config.json", config), ("tokenizer.json", tokenizer)] {
+            std::fs::write(dir.join(name), value.to_string()).expect(name);
+        }
+        (open, open + 1)
+    }
+
+    /// Qwen writes `<tool_call>` as one token, where the tools' grammar spells it as text: a
+    /// required call must be able to open and close with those single tokens (llguidance matches
+    /// a non-special token by its text), or a Qwen model would be forced to spell the marker in
+    /// pieces it never writes. Walks a whole call, the model's own tokenization of it.
+    #[test]
+    fn a_required_call_opens_and_closes_with_qwens_single_tool_call_tokens() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (open, close) = qwen_with_tool_call_tokens(dir.path());
+        let vocab_size = close as usize + 1;
+        let tools: Vec<Tool> = serde_json::from_value(json!([{"type": "function", "function": {
+            "name": "get_weather", "parameters": {"type": "object",
+            "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]))
+        .expect("tools");
+        let required = ToolChoice::Mode("required".into());
+        let plan = tool_plan(&Some(tools), &Some(required), None)
+            .expect("a valid plan")
+            .expect("a call to make");
+        let grammar = plan
+            .hermes_grammar()
+            .expect("a required call has a grammar");
+        let constraint = response_formats(dir.path()).expect("the vocabulary's grammar")(
+            &ResponseFormat::Lark(grammar),
+        )
+        .expect("the tools' grammar compiles");
+
+        let tokenizer = tokenizers::Tokenizer::from_file(dir.path().join("tokenizer.json"))
+            .expect("the tokenizer with the added tokens");
+        let answer = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+        let ids = tokenizer
+            .encode(answer, false)
+            .expect("encodes")
+            .get_ids()
+            .to_vec();
+        assert_eq!(ids.first(), Some(&open), "{ids:?}");
+        assert_eq!(ids.last(), Some(&close), "{ids:?}");
+        let logits = Array::zeros::<f32>(&[vocab_size as i32]).expect("logits");
+        for (step, &id) in ids.iter().enumerate() {
+            let masked = constraint.mask(&logits).expect("a mask");
+            assert!(
+                masked.as_slice::<f32>()[id as usize].is_finite(),
+                "token {step} ({id}, {:?}) is not allowed after {:?}",
+                tokenizer.decode(&[id], false),
+                tokenizer.decode(&ids[..step], false)
+            );
+            constraint.advance(id).expect("the grammar takes it");
+        }
+        let config =
+            kv_cache::ModelConfig::from_file(&dir.path().join("config.json")).expect("the config");
+        let masked = constraint.mask(&logits).expect("a mask");
+        let end = config.eos_token_ids[0] as usize;
+        assert!(
+            masked.as_slice::<f32>()[end].is_finite(),
+            "after the call, the end of the answer is allowed"
+        );
+    }
+}
