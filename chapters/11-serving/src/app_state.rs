@@ -228,8 +228,8 @@ fn check_messages(messages: &[ChatMessage]) -> Result<(), ApiError> {
         .position(|message| message.role == "tool" && message.tool_call_id.is_none())
     {
         return Err(ApiError::invalid(format!(
-                "messages[{index}] has the role \"tool\" without `tool_call_id`: give the id of the call it answers"
-            )));
+            "messages[{index}] has the role \"tool\" without `tool_call_id`: give the id of the call it answers"
+        )));
     }
     Ok(())
 }

@@ -32,6 +32,15 @@ pub struct FunctionDefinition {
     pub strict: Option<bool>,
 }
 
+impl FunctionDefinition {
+    /// The schema its arguments follow: `parameters`, or any object when absent.
+    pub fn arguments_schema(&self) -> Value {
+        self.parameters
+            .clone()
+            .unwrap_or_else(|| json!({"type": "object"}))
+    }
+}
+
 /// `tool_choice`: `"none"`, `"auto"`, `"required"`, or `{"type": "function", "function":
 /// {"name": ...}}`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -198,11 +207,7 @@ impl ToolPlan {
             .callable
             .iter()
             .map(|tool| {
-                let arguments = tool
-                    .function
-                    .parameters
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object"}));
+                let arguments = tool.function.arguments_schema();
                 json!({
                     "type": "object",
                     "properties": {"name": {"const": tool.function.name}, "arguments": arguments},
@@ -376,13 +381,8 @@ impl ToolPlan {
         }
         let valid = |call: &Value| {
             self.callable.iter().any(|tool| {
-                let parameters = tool
-                    .function
-                    .parameters
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object"}));
                 call["name"] == tool.function.name
-                    && jsonschema::validator_for(&parameters)
+                    && jsonschema::validator_for(&tool.function.arguments_schema())
                         .is_ok_and(|schema| schema.is_valid(&call["arguments"]))
             })
         };
